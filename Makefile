@@ -1,0 +1,41 @@
+# `make demo` and `make test` bootstrap .venv from nothing and are idempotent.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
+STAMP := $(VENV)/.medxai-installed
+DEMO_DIR ?= demo-output
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test test-all bench bench-quick clean
+
+venv: $(STAMP)
+
+# torch first (the local CPU wheel), then pyradiomics (needs numpy present, no build isolation),
+# then the project with its test extras; the constraints file keeps torch at 2.13.0 throughout.
+$(STAMP): pyproject.toml setup.py constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q torch==2.13.0
+	$(PIP) numpy versioneer setuptools wheel
+	$(PIP) --no-build-isolation pyradiomics==3.0.1
+	$(PIP) -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/medxai demo -o $(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks.run --quick
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) build *.egg-info

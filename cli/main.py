@@ -1,0 +1,81 @@
+"""The ``medxai`` entry point and the one error boundary: MedxaiError -> one stderr line + exit code."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+
+import click
+import typer
+
+from medxai import __version__
+from medxai.errors import MedxaiError
+
+from . import console
+
+app = typer.Typer(
+    name="medxai",
+    help="Explain 3D medical-imaging models: attribution heatmaps on the scan's own grid, scored and reported.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medxai {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More diagnostics on stderr."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr; no progress bars."),
+) -> None:
+    """medxai command-line workbench."""
+    console.settings.verbose = verbose
+    console.settings.quiet = quiet
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    logging.basicConfig(stream=sys.stderr, level=level, format="medxai: %(levelname)s: %(message)s", force=True)
+
+
+def _register_commands() -> None:
+    """Each command module is light to import; heavy libraries load inside the commands."""
+    from . import data_commands
+
+    data_commands.register(app)
+
+
+_register_commands()
+
+
+def _fail(message: str, code: int) -> None:
+    if os.environ.get("MEDXAI_DEBUG") == "1":
+        traceback.print_exc(file=sys.stderr)
+    sys.stderr.write(f"medxai: error: {message}\n")
+    sys.exit(code)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and map every failure to one line and an exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="medxai")
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.exceptions.Abort:
+        _fail("interrupted", 130)
+    except click.ClickException as usage:
+        usage.show(file=sys.stderr)
+        sys.exit(usage.exit_code)
+    except MedxaiError as error:
+        _fail(" ".join(str(error).split()), error.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as error:  # the one blanket boundary: anything unexpected is an internal failure
+        _fail(f"internal error: {type(error).__name__}: {error} (set MEDXAI_DEBUG=1 for the traceback)", 1)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,1 @@
+"""Readers and writers. Use :func:`medxai.io.readers.read_volume` for any supported scan."""
