@@ -1,0 +1,179 @@
+"""Read a DICOM series (folder, or one multi-frame file) into a :class:`~medxai.volume.Volume`.
+
+pydicom decodes the pixels (JPEG 2000, JPEG-LS, JPEG lossless and RLE through the pylibjpeg plugins);
+series discovery, slice sorting and the affine live in :mod:`~medxai.io.dicom_series` and
+:mod:`~medxai.io.dicom_geometry`. RescaleSlope/Intercept are applied per frame; the result is integer
+when every slope is 1 and every intercept whole, float32 otherwise.
+"""
+from __future__ import annotations
+
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from medxai.errors import InvalidInputError
+from medxai.io.dicom_frames import Frame
+from medxai.io.dicom_geometry import describe_frame, stack_geometry
+from medxai.io.dicom_metadata import acquisition_metadata
+from medxai.io.dicom_series import HEADER_ERRORS, SeriesInfo, discover_series, read_header
+from medxai.volume import Step, Volume
+
+# What pydicom and its decoder plugins raise on damaged or undecodable pixel data.
+DECODE_ERRORS = (ValueError, AttributeError, RuntimeError, NotImplementedError, KeyError, TypeError, IndexError, struct.error)
+
+
+def is_dicom_file(path: str | Path) -> bool:
+    """True when ``path`` is a DICOM file (``DICM`` preamble, or a header pydicom can parse without one)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(132)
+    return head[128:132] == b"DICM" or read_header(path) is not None
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.split(" - ")[0]
+
+
+def select_series(series: list[SeriesInfo], root: Path, *, series_uid: str | None = None) -> SeriesInfo:
+    """The one series to read: ``series_uid``, else the only 3D series; refuse ambiguity with the candidates."""
+    if series_uid is not None:
+        matching = [s for s in series if s.uid == series_uid]
+        if not matching:
+            found = "; ".join(s.label() for s in series) or "none"
+            raise InvalidInputError(f"no series with SeriesInstanceUID {series_uid} (found: {found})", path=root)
+        chosen = matching[0]
+    else:
+        volumes = [s for s in series if s.is_volume]
+        if len(volumes) > 1:
+            listing = "; ".join(s.label() for s in volumes)
+            raise InvalidInputError(
+                f"{len(volumes)} 3D series found, choose one by SeriesInstanceUID (or convert the folder): {listing}",
+                path=root,
+            )
+        if not volumes and len(series) > 1:
+            listing = "; ".join(f"{s.label()}: {s.problem}" for s in series)
+            raise InvalidInputError(f"no series forms a 3D volume ({listing})", path=root)
+        chosen = volumes[0] if volumes else series[0]
+    if chosen.problem:
+        raise InvalidInputError(chosen.problem, path=root)
+    return chosen
+
+
+def read_dicom_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
+    """Read the 3D series in a folder tree (or one enhanced multi-frame file) with its exact geometry.
+
+    With several 3D series in the folder, ``series_uid`` picks one; otherwise the error lists them.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError("no such file or folder", path=path)
+    series = discover_series(path)
+    if not series:
+        if path.is_dir():
+            raise InvalidInputError("no DICOM image series found in this folder", path=path)
+        header = read_header(path)
+        if header is None:
+            raise InvalidInputError("not a readable DICOM file", path=path)
+        kind = str(header.get("Modality", "") or "") or header.get("SOPClassUID", "unknown")
+        raise InvalidInputError(f"is a DICOM {kind} object, not an image", path=path)
+    root = path if path.is_dir() else path.parent
+    return load_series(select_series(series, path, series_uid=series_uid), root=root)
+
+
+def _read_dataset(path: Path, root: Path) -> Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return pydicom.dcmread(path, force=True)
+        except HEADER_ERRORS as error:
+            raise InvalidInputError(f"unreadable DICOM file {path.name} ({_short(error)})", path=root) from None
+
+
+def _pixels(dataset: Dataset, frame: Frame, root: Path) -> np.ndarray:
+    """All frames of one object as an (F, rows, columns) array of stored values."""
+    syntax = getattr(dataset.get("file_meta", Dataset()), "TransferSyntaxUID", None)
+    syntax_name = syntax.name if syntax is not None else "unknown transfer syntax"
+    samples = int(dataset.get("SamplesPerPixel") or 1)
+    if samples != 1:
+        raise InvalidInputError(f"{describe_frame(frame, root)}: colour images ({samples} samples per pixel) are not supported", path=root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            array = np.asarray(dataset.pixel_array)
+        except DECODE_ERRORS as error:
+            raise InvalidInputError(
+                f"cannot decode the pixel data of {describe_frame(frame, root)} (transfer syntax {syntax_name}): {_short(error)}",
+                path=root,
+            ) from None
+    array = array.reshape((-1,) + array.shape[-2:])
+    if array.shape[1:] != (frame.rows, frame.columns):
+        raise InvalidInputError(f"{describe_frame(frame, root)}: pixel data shape {array.shape[1:]} differs from Rows x Columns", path=root)
+    return array
+
+
+def _stack_pixels(frames: tuple[Frame, ...], root: Path) -> tuple[np.ndarray, Dataset]:
+    """Stored values as (columns, rows, slices) in ``frames`` order, and the first object's dataset."""
+    cache: dict[Path, np.ndarray] = {}
+    datasets: list[Dataset] = []
+    stored: np.ndarray | None = None
+    for k, frame in enumerate(frames):
+        if frame.path not in cache:
+            datasets.append(_read_dataset(frame.path, root))
+            cache[frame.path] = _pixels(datasets[-1], frame, root)
+        pixels = cache[frame.path][frame.index or 0].T
+        if stored is None or not np.can_cast(pixels.dtype, stored.dtype, casting="safe"):
+            grown = np.empty((frames[0].columns, frames[0].rows, len(frames)), dtype=pixels.dtype if stored is None else np.promote_types(stored.dtype, pixels.dtype))
+            if stored is not None:
+                grown[:, :, :k] = stored[:, :, :k]
+            stored = grown
+        stored[:, :, k] = pixels
+    assert stored is not None  # frames is never empty: stack_geometry refuses that
+    return stored, datasets[0]
+
+
+def _rescaled(stored: np.ndarray, frames: tuple[Frame, ...]) -> np.ndarray:
+    """Modality values: integer when all slopes are 1 and intercepts whole, float32 otherwise."""
+    slopes = np.array([f.slope for f in frames], dtype=np.float64)
+    intercepts = np.array([f.intercept for f in frames], dtype=np.float64)
+    if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
+        low = float((stored.min(axis=(0, 1)) + intercepts).min())
+        high = float((stored.max(axis=(0, 1)) + intercepts).max())
+        dtype = next(t for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= low and high <= np.iinfo(t).max)
+        out = np.empty(stored.shape, dtype=dtype)
+        for k, intercept in enumerate(intercepts.astype(np.int64)):
+            out[:, :, k] = stored[:, :, k].astype(np.int64) + intercept
+        return out
+    out = np.empty(stored.shape, dtype=np.float32)
+    for k, (slope, intercept) in enumerate(zip(slopes, intercepts)):
+        out[:, :, k] = stored[:, :, k].astype(np.float64) * slope + intercept
+    return out
+
+
+def load_series(info: SeriesInfo, *, root: Path) -> Volume:
+    """Decode, rescale and stack one discovered series (its geometry re-validated here)."""
+    geometry = stack_geometry(info.frames, root=root)
+    stored, first = _stack_pixels(geometry.frames, root)
+    data = _rescaled(stored, geometry.frames)
+    slopes = [f.slope for f in geometry.frames]
+    intercepts = [f.intercept for f in geometry.frames]
+    metadata = {
+        "source": root.name,
+        "format": "dicom",
+        "modality": info.modality,
+        "series_uid": info.uid,
+        "series_number": info.number,
+        "series_description": info.description,
+        "n_files": info.n_files,
+        "slice_spacing": geometry.slice_spacing,
+        "rescale": {"slope": [min(slopes), max(slopes)], "intercept": [min(intercepts), max(intercepts)]},
+        "acquisition": acquisition_metadata(first),
+    }
+    step = Step("read_dicom", {"series_uid": info.uid, "files": info.n_files, "frames": len(geometry.frames)})
+    return Volume(data=data, affine=geometry.affine, metadata=metadata, history=(step,))
