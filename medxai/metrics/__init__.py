@@ -1,0 +1,1 @@
+"""Scores of explanations: faithfulness, robustness, localisation in mm, randomisation sanity, benchmark."""
