@@ -1,0 +1,1 @@
+"""3D models: architecture registry, recorded invertible preprocessing, model directories, train, predict."""

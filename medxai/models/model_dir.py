@@ -1,0 +1,253 @@
+"""The model directory: ``weights.safetensors`` + ``medxai-model.json``, written atomically, checked on load.
+
+No pickle is ever executed: weights are safetensors (a flat tensor format), verified against the SHA-256
+recorded in ``medxai-model.json`` before they are parsed. :func:`load_model` also opens the models hospitals
+already have (TorchScript files, MONAI bundles, see :mod:`medxai.models.byo`) and refuses anything else.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from medxai import __version__
+from medxai.errors import ConfigError, InvalidInputError
+from medxai.models.preprocessing import PreprocessingConfig, Preprocessor
+from medxai.models.registry import TASKS, build_network, get_architecture
+
+MODEL_JSON = "medxai-model.json"
+WEIGHTS = "weights.safetensors"
+FORMAT = "medxai-model/1"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A model ready for inference: ``network(x) -> logits (N, len(classes))`` in eval mode on its device."""
+
+    network: nn.Module
+    arch: str
+    classes: list[str]
+    task: str
+    preprocessor: Preprocessor
+    sha256: str
+    path: Path
+    info: dict[str, Any] = field(default_factory=dict)
+    target_layer: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.network.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    import monai
+    import safetensors
+
+    return {
+        "medxai": __version__, "torch": torch.__version__, "monai": monai.__version__,
+        "safetensors": safetensors.__version__, "python": platform.python_version(),
+    }
+
+
+@contextlib.contextmanager
+def staged_directory(path: str | Path) -> Iterator[Path]:
+    """Build a directory in a hidden sibling, then swap it into place; on error nothing is left behind.
+
+    An existing ``path`` is replaced only when it is empty or a model directory (never another folder)."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ConfigError("exists and is not a folder", path=target)
+    if target.is_dir() and any(target.iterdir()) and not (target / MODEL_JSON).is_file():
+        raise ConfigError(f"exists, is not empty and holds no {MODEL_JSON}; refusing to overwrite it", path=target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(target, retired)
+            os.replace(staging, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_model_files(
+    folder: Path, *, network: nn.Module, arch: str, classes: Sequence[str], task: str,
+    preprocessing: PreprocessingConfig, training: Mapping[str, Any], metrics: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write weights and ``medxai-model.json`` into ``folder`` (no atomicity; see :func:`save_model_dir`)."""
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r} (expected {', '.join(TASKS)})")
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in network.state_dict().items()}
+    blob = save_safetensors(state, metadata={"format": FORMAT, "arch": arch})
+    (folder / WEIGHTS).write_bytes(blob)
+    info = {
+        "format": FORMAT,
+        "arch": arch,
+        "arch_kwargs": {
+            "in_channels": preprocessing.in_channels, "num_classes": len(classes),
+            "spatial_size": list(preprocessing.spatial_size),
+        },
+        "classes": list(classes),
+        "task": task,
+        "preprocessing": preprocessing.to_dict(),
+        "training": dict(training),
+        "metrics": dict(metrics),
+        "versions": versions(),
+        "weights": {"file": WEIGHTS, "sha256": sha256_bytes(blob)},
+    }
+    (folder / MODEL_JSON).write_text(json.dumps(info, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    return info
+
+
+def save_model_dir(
+    path: str | Path, *, network: nn.Module, arch: str, classes: Sequence[str], task: str,
+    preprocessing: PreprocessingConfig, training: Mapping[str, Any], metrics: Mapping[str, Any],
+    extra_files: Mapping[str, str] | None = None,
+) -> None:
+    """Write a complete model directory atomically (``extra_files``: name -> text, e.g. ``metrics.csv``)."""
+    with staged_directory(path) as staging:
+        write_model_files(
+            staging, network=network, arch=arch, classes=classes, task=task,
+            preprocessing=preprocessing, training=training, metrics=metrics,
+        )
+        for name, text in (extra_files or {}).items():
+            (staging / Path(name).name).write_text(text, encoding="utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def is_torchscript_archive(path: Path) -> bool:
+    """TorchScript archives hold a ``code/`` folder; ``torch.save`` pickles (also zip files) do not."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in f"/{name}" for name in archive.namelist())
+
+
+def _refuse_file(path: Path) -> InvalidInputError:
+    if path.name.lower().endswith(".safetensors"):
+        return InvalidInputError(f"bare weights without their architecture; pass the folder holding {MODEL_JSON}", path=path)
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if path.suffix.lower() in PICKLE_SUFFIXES or zipfile.is_zipfile(path) or head[:1] == b"\x80":
+        return InvalidInputError(
+            "is a pickled PyTorch checkpoint; medxai never unpickles model files (use a medxai model "
+            "directory, a TorchScript file from torch.jit.save, or a MONAI bundle)", path=path,
+        )
+    return InvalidInputError("not a model (expected a medxai model directory, a TorchScript file or a MONAI bundle)", path=path)
+
+
+def load_model(
+    path: str | Path, *, device: str | torch.device = "cpu", classes: Sequence[str] | None = None,
+    spatial_size: Sequence[int] | None = None, spacing: Sequence[float] | None = None, intensity: str | None = None,
+) -> LoadedModel:
+    """Open a medxai model directory, a TorchScript file or a MONAI bundle directory for inference.
+
+    ``classes``/``spatial_size``/``spacing``/``intensity`` state the preprocessing of TorchScript files and
+    bundles where the file does not (they are refused for medxai directories, which record their own)."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError("no such model file or folder", path=path)
+    overrides = {"classes": classes, "spatial_size": spatial_size, "spacing": spacing, "intensity": intensity}
+    given = sorted(name for name, value in overrides.items() if value is not None)
+    if path.is_dir() and (path / MODEL_JSON).is_file():
+        if given:
+            raise ConfigError(f"{', '.join(given)} cannot override a medxai model directory's recorded preprocessing")
+        return _load_medxai_dir(path, torch.device(device))
+    from medxai.models import byo
+
+    if path.is_dir():
+        if (path / "configs").is_dir():
+            return byo.load_bundle(path, device=torch.device(device), **overrides)
+        raise InvalidInputError(f"not a model directory: no {MODEL_JSON} (nor a MONAI bundle configs/ folder)", path=path)
+    if is_torchscript_archive(path):
+        return byo.load_torchscript(path, device=torch.device(device), **overrides)
+    raise _refuse_file(path)
+
+
+def _read_info(folder: Path) -> dict[str, Any]:
+    try:
+        info = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"unreadable model description ({error})", path=folder / MODEL_JSON) from None
+    required = ("format", "arch", "arch_kwargs", "classes", "task", "preprocessing", "weights")
+    missing = [key for key in required if not isinstance(info, dict) or key not in info]
+    if missing:
+        raise InvalidInputError(f"model description lacks {', '.join(missing)}", path=folder / MODEL_JSON)
+    if info["format"] != FORMAT:
+        raise InvalidInputError(f"unsupported model format {info['format']!r} (expected {FORMAT})", path=folder / MODEL_JSON)
+    return info
+
+
+def _load_medxai_dir(folder: Path, device: torch.device) -> LoadedModel:
+    info = _read_info(folder)
+    weights_path = folder / WEIGHTS
+    if not weights_path.is_file():
+        raise InvalidInputError("weights file is missing", path=weights_path)
+    blob = weights_path.read_bytes()
+    digest = sha256_bytes(blob)
+    if digest != info["weights"].get("sha256"):
+        raise InvalidInputError(
+            f"checksum mismatch: weights were changed after the model was saved (sha256 {digest[:12]}..., "
+            f"recorded {str(info['weights'].get('sha256'))[:12]}...)", path=weights_path,
+        )
+    try:
+        spec = get_architecture(info["arch"])
+        preprocessing = PreprocessingConfig.from_dict(info["preprocessing"])
+        kwargs = info["arch_kwargs"]
+        network = build_network(
+            info["arch"], in_channels=int(kwargs["in_channels"]), num_classes=int(kwargs["num_classes"]),
+            spatial_size=tuple(kwargs["spatial_size"]),
+        )
+    except (ConfigError, KeyError, TypeError, ValueError) as error:
+        raise InvalidInputError(getattr(error, "problem", str(error)), path=folder / MODEL_JSON) from None
+    try:
+        network.load_state_dict(load_safetensors(blob), strict=True)
+    except (SafetensorError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0]
+        raise InvalidInputError(f"weights do not fit architecture {info['arch']!r} ({first})", path=weights_path) from None
+    network.to(device).eval()
+    return LoadedModel(
+        network=network, arch=info["arch"], classes=[str(c) for c in info["classes"]], task=info["task"],
+        preprocessor=Preprocessor(preprocessing), sha256=digest, path=folder, info=info, target_layer=spec.target_layer,
+    )
