@@ -1,0 +1,46 @@
+"""``medxai run PIPELINE.yaml --input IN -o OUT``: a batch pipeline, resumable, on local workers or Dask."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from medxai.errors import UsageError
+
+from . import console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_command(
+        pipeline: str = typer.Argument(..., metavar="PIPELINE", help="Pipeline YAML file, or the name of a shipped one (classify-explain-report)."),
+        input_path: Path = typer.Option(..., "--input", "-i", help="Folder of scans, CSV manifest or nnU-Net dataset folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<case_id>/ per case and OUT/manifest.csv."),
+        workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Local worker processes [default: 1]."),
+        resume: bool = typer.Option(False, "--resume", help="Keep cases already done in OUT; redo the others."),
+        overrides: list[str] = typer.Option([], "--set", help="Override a pipeline key: section.key=value (repeatable)."),
+        dask_scheduler: Optional[str] = typer.Option(None, "--dask-scheduler", help="Run on the Dask cluster at this address."),
+        dask_local: Optional[int] = typer.Option(None, "--dask-local", min=1, help="Run on a new local Dask cluster of N workers."),
+        json_output: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    ) -> None:
+        """Run a pipeline over every case of IN; per-case status in OUT/manifest.csv (exit 3 if any failed)."""
+        from medxai.pipeline.runner import run_pipeline
+        from medxai.pipeline.schema import load_pipeline
+
+        if dask_scheduler is not None and dask_local is not None:
+            raise UsageError("--dask-scheduler and --dask-local are alternatives; give one")
+        if workers is not None and (dask_scheduler is not None or dask_local is not None):
+            raise UsageError("--workers is for local runs; a Dask cluster's size is set by the cluster")
+        config = load_pipeline(pipeline, overrides=overrides)
+        with console.progress() as callback:
+            summary = run_pipeline(config, input_path=input_path, out_dir=out, workers=workers or 1, resume=resume,
+                                   dask_scheduler=dask_scheduler, dask_local=dask_local, progress=callback)
+        counts = {"done": len(summary.done), "failed": len(summary.failed), "skipped": len(summary.skipped)}
+        if json_output:
+            console.print_json({**counts, "reused": len(summary.reused), "seconds": summary.seconds,
+                                "out": str(summary.out_dir), "manifest": str(summary.manifest), "failed_cases": summary.failed})
+        else:
+            typer.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped "
+                       f"in {summary.seconds:.1f} s; per-case status in {summary.manifest}")
+        summary.raise_for_failures()

@@ -1,0 +1,202 @@
+"""``medxai run``: a pipeline over every case of an input, one isolated output folder per case, resumable.
+
+Batch layout after PyRadiomics' batch mode and nnU-Net's prediction folders: manifest in, one folder per
+case out, a table of per-case status. ``OUT/run.json`` records what determines the outputs (medxai version,
+resolved pipeline, model hash) so ``--resume`` refuses to mix outputs of different configurations.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from medxai import __version__
+from medxai.errors import BatchIncompleteError, ConfigError
+from medxai.io.atomic import write_text_atomic
+from medxai.pipeline.backends import run_dask, run_local
+from medxai.pipeline.inputs import Case, discover_cases
+from medxai.pipeline.lock import RunLock
+from medxai.pipeline.manifest import MANIFEST_NAME, ManifestRow, read_manifest, write_manifest
+from medxai.pipeline.schema import Pipeline
+from medxai.pipeline.stages import StageSpec, active_stages, resolve
+from medxai.pipeline.worker import WORK_FOLDER, CaseJob, CaseResult, WorkerSetup, staging_dir
+
+log = logging.getLogger("medxai.pipeline")
+ProgressCallback = Callable[[str, int, int], None]
+RUN_RECORD = "run.json"
+PENDING = "not processed yet"
+
+
+@dataclass
+class RunSummary:
+    """What a run did. ``model_loads`` maps each worker (host:pid) to how often it loaded the model."""
+
+    out_dir: Path
+    manifest: Path
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    model_loads: dict[str, int] = field(default_factory=dict)
+
+    def raise_for_failures(self) -> None:
+        """BatchIncompleteError (exit 3) when any case failed."""
+        if self.failed:
+            total = len(self.done) + len(self.failed) + len(self.skipped)
+            raise BatchIncompleteError(
+                f"{len(self.failed)} of {total} cases failed ({', '.join(self.failed[:10])}"
+                f"{', ...' if len(self.failed) > 10 else ''}); see {self.manifest}",
+                failed=self.failed,
+            )
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    input_path: str | Path,
+    out_dir: str | Path,
+    workers: int = 1,
+    resume: bool = False,
+    dask_scheduler: str | None = None,
+    dask_local: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> RunSummary:
+    """Run ``pipeline`` over every case of ``input_path`` into ``out_dir``; failed cases do not stop it.
+
+    Local worker processes by default (``workers``), or a Dask cluster (``dask_scheduler`` address, or
+    ``dask_local`` workers on a new LocalCluster). With ``resume`` cases already ``done`` (outputs present)
+    are kept and all others are (re)done; the outputs equal those of an uninterrupted run.
+    """
+    if workers < 1 or (dask_local is not None and dask_local < 1):
+        raise ConfigError(f"need at least one worker, got {dask_local if dask_local is not None else workers}")
+    out = Path(out_dir).absolute()
+    cases = discover_cases(input_path)
+    stages = active_stages(pipeline)
+    setup = _preflight(pipeline, stages, workers=dask_local or workers, remote=dask_scheduler is not None)
+    clock = time.monotonic()
+    with RunLock(out):
+        summary = RunSummary(out_dir=out, manifest=out / MANIFEST_NAME)
+        rows, todo = _plan(out, cases, pipeline, setup, resume=resume, summary=summary)
+        write_manifest(out, list(rows.values()))
+        jobs = [CaseJob(case=case, pipeline=pipeline, stages=tuple(s.target for s in stages), out_dir=out, setup=setup)
+                for case in todo]
+        total, completed = len(rows), len(rows) - len(todo)
+
+        def on_result(result: CaseResult) -> None:
+            nonlocal completed
+            rows[result.case_id] = _finalize(out, result)
+            write_manifest(out, list(rows.values()))
+            completed += 1
+            (summary.done if result.status == "done" else summary.failed).append(result.case_id)
+            if result.worker:
+                summary.model_loads[result.worker] = max(summary.model_loads.get(result.worker, 0), result.model_loads)
+            if result.status == "done":
+                log.info("case %s: done in %.1f s", result.case_id, result.seconds)
+            else:
+                log.warning("case %s: failed: %s", result.case_id, result.error)
+            if progress is not None:
+                progress("cases", completed, total)
+
+        if progress is not None:
+            progress("cases", completed, total)
+        if dask_scheduler is not None or dask_local is not None:
+            run_dask(jobs, on_result, scheduler=dask_scheduler, local_workers=dask_local)
+        else:
+            run_local(jobs, on_result, workers=workers)
+        done = sorted(case_id for case_id, row in rows.items() if row.status == "done")
+        for stage in stages:
+            if stage.finish is not None:
+                resolve(stage.finish)(pipeline, out, done)
+        shutil.rmtree(out / WORK_FOLDER, ignore_errors=True)
+    summary.seconds = round(time.monotonic() - clock, 3)
+    return summary
+
+
+def _preflight(pipeline: Pipeline, stages: list[StageSpec], *, workers: int, remote: bool) -> WorkerSetup:
+    """Check the configuration once, before any case: the model, and each stage's own check."""
+    model_path = pipeline["model"]["path"]
+    needs_model = [s.section for s in stages if s.needs_model]
+    if needs_model and model_path is None:
+        raise ConfigError(f"stage(s) {', '.join(needs_model)} need a model: set model.path "
+                          f"(e.g. --set model.path=MODEL_DIR)", path=pipeline.source)
+    if needs_model and not Path(model_path).is_dir():
+        raise ConfigError(f"key 'model.path': no such model directory {model_path}", path=pipeline.source)
+    for stage in stages:
+        if stage.check is not None:
+            resolve(stage.check)(pipeline)
+    use_model = bool(needs_model)
+    return WorkerSetup(
+        model_path=str(model_path) if use_model else None,
+        model_hash=model_digest(Path(model_path)) if use_model else None,
+        device=pipeline["model"]["device"],
+        # one worker per core share; Dask workers elsewhere get 1 (Dask's own OMP_NUM_THREADS default)
+        torch_threads=1 if remote else max(1, (os.cpu_count() or 1) // workers),
+    )
+
+
+def model_digest(folder: Path) -> str:
+    """sha256 over the model folder's file names and contents (the model cache key and run record)."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _plan(out: Path, cases: list[Case], pipeline: Pipeline, setup: WorkerSetup, *, resume: bool,
+          summary: RunSummary) -> tuple[dict[str, ManifestRow], list[Case]]:
+    """Manifest rows for every case (kept ``done`` rows on resume) and the cases left to process."""
+    record = json.dumps({"medxai": __version__, "pipeline": pipeline.to_dict(), "model_sha256": setup.model_hash},
+                        indent=2, sort_keys=True) + "\n"
+    previous_record = (out / RUN_RECORD).read_text(encoding="utf-8") if (out / RUN_RECORD).is_file() else None
+    if (out / MANIFEST_NAME).is_file() and not resume:
+        raise ConfigError("holds a previous run (manifest.csv): pass --resume to continue it, or choose another "
+                          "output folder", path=out)
+    if resume and previous_record is not None and previous_record != record:
+        raise ConfigError("was written by a different pipeline, model or medxai version than this run's; "
+                          "resume with the same settings, or choose another output folder", path=out)
+    write_text_atomic(out / RUN_RECORD, record)
+    previous = read_manifest(out) if resume else {}
+    rows: dict[str, ManifestRow] = {}
+    todo = []
+    for case in cases:
+        old = previous.get(case.case_id)
+        if case.skip_reason is not None:
+            rows[case.case_id] = ManifestRow(case.case_id, "skipped", error=case.skip_reason)
+            summary.skipped.append(case.case_id)
+        elif old is not None and old.status == "done" and old.outputs_exist(out):
+            rows[case.case_id] = old
+            summary.reused.append(case.case_id)
+            summary.done.append(case.case_id)
+        else:
+            rows[case.case_id] = ManifestRow(case.case_id, "skipped", error=PENDING)
+            todo.append(case)
+    return rows, todo
+
+
+def _finalize(out: Path, result: CaseResult) -> ManifestRow:
+    """Move a succeeded case's staging folder into ``OUT/<case_id>`` (replacing an older one); for a failed
+    case remove any older folder, so a folder in OUT always holds one complete case."""
+    final = out / result.case_id
+    trash = out / WORK_FOLDER / f"{result.case_id}.old"
+    shutil.rmtree(trash, ignore_errors=True)
+    if final.exists():
+        os.rename(final, trash)
+    if result.status == "done":
+        os.rename(staging_dir(out, result.case_id) / result.case_id, final)
+    shutil.rmtree(staging_dir(out, result.case_id), ignore_errors=True)
+    shutil.rmtree(trash, ignore_errors=True)
+    return ManifestRow(
+        case_id=result.case_id, status=result.status, started=result.started, finished=result.finished,
+        seconds=f"{result.seconds:.2f}", error=result.error,
+        outputs=tuple(f"{result.case_id}/{name}" for name in result.files),
+    )
