@@ -66,25 +66,29 @@ def select_series(series: list[SeriesInfo], root: Path, *, series_uid: str | Non
     return chosen
 
 
+def require_series(path: Path) -> list[SeriesInfo]:
+    """The image series under ``path`` (folder or file); refuse when there is none, saying what it is."""
+    if not path.exists():
+        raise InvalidInputError("no such file or folder", path=path)
+    series = discover_series(path)
+    if series:
+        return series
+    if path.is_dir():
+        raise InvalidInputError("no DICOM image series found in this folder", path=path)
+    header = read_header(path)
+    if header is None:
+        raise InvalidInputError("unsupported file type: not a readable DICOM, NIfTI, NRRD or MHA file", path=path)
+    kind = str(header.get("Modality", "") or "") or header.get("SOPClassUID", "unknown")
+    raise InvalidInputError(f"is a DICOM {kind} object, not an image", path=path)
+
+
 def read_dicom_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
     """Read the 3D series in a folder tree (or one enhanced multi-frame file) with its exact geometry.
 
     With several 3D series in the folder, ``series_uid`` picks one; otherwise the error lists them.
     """
     path = Path(path)
-    if not path.exists():
-        raise InvalidInputError("no such file or folder", path=path)
-    series = discover_series(path)
-    if not series:
-        if path.is_dir():
-            raise InvalidInputError("no DICOM image series found in this folder", path=path)
-        header = read_header(path)
-        if header is None:
-            raise InvalidInputError("not a readable DICOM file", path=path)
-        kind = str(header.get("Modality", "") or "") or header.get("SOPClassUID", "unknown")
-        raise InvalidInputError(f"is a DICOM {kind} object, not an image", path=path)
-    root = path if path.is_dir() else path.parent
-    return load_series(select_series(series, path, series_uid=series_uid), root=root)
+    return load_series(select_series(require_series(path), path, series_uid=series_uid), root=path)
 
 
 def _read_dataset(path: Path, root: Path) -> Dataset:
@@ -171,6 +175,7 @@ def load_series(info: SeriesInfo, *, root: Path) -> Volume:
         "series_number": info.number,
         "series_description": info.description,
         "n_files": info.n_files,
+        "frame_of_reference_uid": str(first.get("FrameOfReferenceUID", "") or ""),
         "slice_spacing": geometry.slice_spacing,
         "rescale": {"slope": [min(slopes), max(slopes)], "intercept": [min(intercepts), max(intercepts)]},
         "acquisition": acquisition_metadata(first),

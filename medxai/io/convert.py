@@ -1,0 +1,119 @@
+"""Convert every 3D series of a scan to ``<series>.nii.gz`` plus a JSON sidecar without patient identifiers.
+
+``<series>`` comes from SeriesNumber + SeriesDescription (or a hash of the SeriesInstanceUID), made safe
+for a file name; never from patient tags. Series that are simply not 3D (localizers, single images,
+4D series, projection radiographs) are skipped and reported; a damaged 3D series (missing or duplicate
+slice, gantry tilt, truncated file...) fails the whole conversion, and files already written by the
+call are removed so that no partial output remains.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from medxai import __version__
+from medxai.errors import InvalidInputError, MedxaiError
+from medxai.io.atomic import write_text_atomic
+from medxai.io.naming import case_id_from_path, safe_case_id
+from medxai.io.nifti import write_nifti
+from medxai.io.readers import read_volume
+from medxai.io.scan_info import is_image_file, volume_summary
+from medxai.volume import Volume
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ConvertedSeries:
+    """One written series: its safe name, the NIfTI and sidecar paths, and the grid shape."""
+
+    name: str
+    image: Path
+    sidecar: Path
+    shape: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ConvertReport:
+    """What a conversion wrote, and which series it skipped and why (identifier-free labels)."""
+
+    written: tuple[ConvertedSeries, ...]
+    skipped: tuple[str, ...]
+
+
+def series_name(number: int | None, description: str, uid: str) -> str:
+    """``<number>_<description>`` made safe for a file name, or ``series_<hash of UID>`` when both are empty."""
+    raw = "_".join(part for part in (str(number) if number is not None else "", description.strip()) if part)
+    return safe_case_id(raw) if raw else f"series_{hashlib.sha256(uid.encode()).hexdigest()[:10]}"
+
+
+def sidecar(volume: Volume) -> dict[str, Any]:
+    """Acquisition metadata (allow-listed), rescale and geometry of a converted volume."""
+    summary = volume_summary(volume)
+    summary.pop("intensity")
+    return {
+        "source_format": volume.metadata.get("format", "unknown"),
+        "modality": volume.metadata.get("modality", "unknown"),
+        "acquisition": dict(volume.metadata.get("acquisition", {})),
+        "rescale": volume.metadata.get("rescale"),
+        "slice_spacing_mm": volume.metadata.get("slice_spacing"),
+        "geometry": summary,
+        "converter": f"medxai {__version__}",
+    }
+
+
+def _write(volume: Volume, name: str, out_dir: Path, written: list[ConvertedSeries]) -> None:
+    image, side = out_dir / f"{name}.nii.gz", out_dir / f"{name}.json"
+    write_nifti(volume, image)
+    written.append(ConvertedSeries(name=name, image=image, sidecar=side, shape=volume.shape))
+    write_text_atomic(side, json.dumps(sidecar(volume), indent=2, default=str) + "\n")
+
+
+def _unique(name: str, uid: str, taken: set[str]) -> str:
+    if name in taken:
+        name = f"{name}_{hashlib.sha256(uid.encode()).hexdigest()[:6]}"
+    taken.add(name)
+    return name
+
+
+def convert_scan(path: str | Path, out_dir: str | Path, *, progress: ProgressCallback | None = None) -> ConvertReport:
+    """Write every 3D series in ``path`` (DICOM folder or file, NIfTI, NRRD/MHA) to ``out_dir``."""
+    from medxai.io.dicom import load_series, require_series
+
+    path, out_dir = Path(path), Path(out_dir)
+    written: list[ConvertedSeries] = []
+    if is_image_file(path):
+        _write(read_volume(path), case_id_from_path(path), out_dir, written)
+        return ConvertReport(written=tuple(written), skipped=())
+    series = require_series(path)
+    broken = [s for s in series if s.problem and not s.skippable]
+    if broken:
+        raise InvalidInputError(f"series {broken[0].label()}: {broken[0].problem}", path=path)
+    volumes = [s for s in series if s.is_volume]
+    skipped = tuple(f"{s.label()}: {s.problem}" for s in series if not s.is_volume)
+    if not volumes:
+        raise InvalidInputError(f"no 3D series to convert ({'; '.join(skipped)})", path=path)
+    taken: set[str] = set()
+    created = not out_dir.exists()
+    try:
+        for done, info in enumerate(volumes):
+            if progress:
+                progress("converting series", done, len(volumes))
+            _write(load_series(info, root=path), _unique(series_name(info.number, info.description, info.uid), info.uid, taken),
+                   out_dir, written)
+    except (MedxaiError, OSError):
+        for item in written:
+            for file in (item.image, item.sidecar):
+                with contextlib.suppress(FileNotFoundError):
+                    file.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
+    if progress:
+        progress("converting series", len(volumes), len(volumes))
+    return ConvertReport(written=tuple(written), skipped=skipped)
