@@ -46,12 +46,11 @@ def main(
 
 def _register_commands() -> None:
     """Each command module is light to import; heavy libraries load inside the commands."""
-    from . import data_commands
     from . import run as run_commands  # the module cli/run.py (not this file's run() entry point)
-    from . import scan
+    from . import sample_data, scan
 
-    data_commands.register(app)
     run_commands.register(app)
+    sample_data.register(app)
     scan.register(app)
 
 
