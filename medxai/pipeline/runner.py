@@ -120,33 +120,37 @@ def run_pipeline(
 
 
 def _preflight(pipeline: Pipeline, stages: list[StageSpec], *, workers: int, remote: bool) -> WorkerSetup:
-    """Check the configuration once, before any case: the model, and each stage's own check."""
+    """Check the configuration once, before any case: open the model (on the CPU, then dropped) and run
+    each stage's ``check(pipeline, model)``, so a bad model or option is one exit-4 line, not N failures."""
     model_path = pipeline["model"]["path"]
     needs_model = [s.section for s in stages if s.needs_model]
-    if needs_model and model_path is None:
-        raise ConfigError(f"stage(s) {', '.join(needs_model)} need a model: set model.path "
-                          f"(e.g. --set model.path=MODEL_DIR)", path=pipeline.source)
-    if needs_model and not Path(model_path).is_dir():
-        raise ConfigError(f"key 'model.path': no such model directory {model_path}", path=pipeline.source)
+    model = None
+    if needs_model:
+        if model_path is None:
+            raise ConfigError(f"stage(s) {', '.join(needs_model)} need a model: set model.path "
+                              f"(e.g. --set model.path=MODEL_DIR)", path=pipeline.source)
+        from medxai.models.model_dir import load_model
+
+        model = load_model(model_path, device="cpu")
     for stage in stages:
         if stage.check is not None:
-            resolve(stage.check)(pipeline)
-    use_model = bool(needs_model)
+            resolve(stage.check)(pipeline, model)
     return WorkerSetup(
-        model_path=str(model_path) if use_model else None,
-        model_hash=model_digest(Path(model_path)) if use_model else None,
+        model_path=str(model_path) if model is not None else None,
+        model_hash=model_digest(Path(model_path)) if model is not None else None,
         device=pipeline["model"]["device"],
-        # one worker per core share; Dask workers elsewhere get 1 (Dask's own OMP_NUM_THREADS default)
+        # one share of the cores per worker; remote Dask workers get 1 (Dask's own OMP_NUM_THREADS default)
         torch_threads=1 if remote else max(1, (os.cpu_count() or 1) // workers),
     )
 
 
-def model_digest(folder: Path) -> str:
-    """sha256 over the model folder's file names and contents (the model cache key and run record)."""
+def model_digest(path: Path) -> str:
+    """sha256 over a model file, or a model folder's file names and contents (cache key, run record)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with path.open("rb") as handle:
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path if path.is_dir() else path.parent)).encode() + b"\0")
+        with file.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()

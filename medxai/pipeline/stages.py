@@ -41,7 +41,7 @@ StageFunction = Callable[[CaseContext], None]
 @dataclass(frozen=True)
 class StageSpec:
     """A stage: the section that configures it, its per-case function (import path), whether it needs the
-    model, the key that turns it on, and optional import paths of ``check(pipeline)`` (run once before
+    model, the key that turns it on, and optional import paths of ``check(pipeline, model)`` (once before
     any case: raise ConfigError early) and ``finish(pipeline, out_dir, done_case_ids)`` (run once after
     the last case, e.g. the cohort summary)."""
 

@@ -81,7 +81,8 @@ def prepare_worker(setup: WorkerSetup) -> Any:
 
         if setup.torch_threads is not None:
             torch.set_num_threads(setup.torch_threads)
-        _MODELS[key] = load_model(setup.model_path, device=setup.device)
+        device = setup.device if setup.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        _MODELS[key] = load_model(setup.model_path, device=device)
         _LOADS += 1
     return _MODELS[key]
 
