@@ -25,8 +25,9 @@ def robust_range(volume: Tensor, *, low: float = 0.5, high: float = 99.5) -> flo
     return span if span > 0 else 1.0
 
 
-def _generator(seed: int, example: int, sample: int) -> torch.Generator:
-    """An independent generator for one (example, sample) pair, derived with NumPy's SeedSequence."""
+def sample_generator(seed: int, example: int, sample: int) -> torch.Generator:
+    """The generator of one (example, sample) pair: a torch CPU generator seeded from NumPy's
+    ``SeedSequence([seed, example, sample])`` (first 63 bits of its first 64-bit state word)."""
     state = np.random.SeedSequence([seed, example, sample]).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
@@ -137,7 +138,7 @@ class SeededStream:
         out = torch.empty_like(inputs)
         for row in range(rows):
             example, sample = divmod(row, per_example)
-            generator = _generator(self.seed, example, self.drawn + sample)
+            generator = sample_generator(self.seed, example, self.drawn + sample)
             out[row] = self.perturbation.perturb(inputs[row], generator=generator)
         self.drawn += per_example
         return out
