@@ -1,0 +1,1 @@
+"""Heatmaps to masks: threshold rules, clean-up, overlap scores, weakly-supervised segmentation of scans."""

@@ -1,0 +1,105 @@
+"""Heatmap -> binary mask: the threshold rules ``--threshold`` takes.
+
+Every rule first keeps the positive part of the map (negatives zeroed: evidence *against* the class is
+not part of its region), as Chatterjee et al. did for their GP models, so the same rules apply to any
+method's map (a GP model's own heatmap, Grad-CAM, SmoothGrad, ...). Maps come in arbitrary units, so
+every rule is scale-free:
+
+- ``multiotsu-offset[:OFFSET]`` (default 0.5; Chatterjee et al., "Weakly-supervised segmentation using
+  inherently-explainable classification models..."): the positive map is divided by its maximum (to
+  [0, 1]); the top of the three-class multi-Otsu thresholds (Liao et al. 2001, scikit-image
+  ``threshold_multiotsu``) computed on all voxels, zeros included, minus OFFSET, floored at 0, is the
+  level; voxels strictly above it form the mask. The authors subtracted the offset in the units of their
+  maps, which were softmax outputs in [0, 1] for the configuration they released; dividing by the peak
+  puts any map on that same [0, 1] scale, so OFFSET means what it meant there (a fraction of the peak).
+- ``otsu``: Otsu's threshold of the positive map (zeros included).
+- ``percentile:P``: the P-th percentile of the positive map over all voxels (0 < P < 100).
+- ``fixed:T``: T as a fraction of the positive peak (0 <= T < 1).
+
+The level is returned in the map's own units so it can be applied to the same map on another grid.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.filters import threshold_multiotsu, threshold_otsu
+
+from medxai.errors import ConfigError
+
+RULES = ("multiotsu-offset", "otsu", "percentile", "fixed")
+DEFAULT_OFFSET = 0.5
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """One parsed ``--threshold`` value: ``kind`` in :data:`RULES` and its parameter (None for ``otsu``)."""
+
+    kind: str
+    value: float | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.value is None else f"{self.kind}:{self.value:g}"
+
+
+def parse_threshold(spec: str) -> ThresholdRule:
+    """``multiotsu-offset[:OFFSET]``, ``otsu``, ``percentile:P`` or ``fixed:T`` -> :class:`ThresholdRule`."""
+    kind, sep, raw = spec.strip().partition(":")
+    if kind not in RULES:
+        raise ConfigError(f"unknown threshold {spec!r} (expected one of {', '.join(RULES)})")
+    if kind == "otsu":
+        if sep:
+            raise ConfigError(f"threshold {spec!r}: 'otsu' takes no value")
+        return ThresholdRule("otsu")
+    if not sep and kind == "multiotsu-offset":
+        return ThresholdRule(kind, DEFAULT_OFFSET)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"threshold {spec!r}: {kind} needs a number after ':'") from None
+    limits = {"multiotsu-offset": (0.0, 1.0, True), "percentile": (0.0, 100.0, False), "fixed": (0.0, 1.0, False)}
+    low, high, high_inclusive = limits[kind]
+    low_ok = value > low if kind == "percentile" else value >= low
+    if not (low_ok and (value <= high if high_inclusive else value < high)):
+        raise ConfigError(f"threshold {spec!r}: value out of range for {kind}")
+    return ThresholdRule(kind, value)
+
+
+def _top_multiotsu(normalised: np.ndarray, *, bins: int = 256) -> float:
+    """The upper edge of the histogram bin where the three-class multi-Otsu split puts its top threshold.
+
+    scikit-image returns bin *centres*; every value of that bin belongs to the lower class, so the split
+    really lies at the bin's upper edge (up to half a bin, 1/512 of the peak, above the centre). Using the
+    edge makes a map of flat plateaus split exactly between plateaus. A map with fewer than three
+    occupied bins cannot be split in three classes; its top threshold is then the midpoint of its range.
+    """
+    counts, edges = np.histogram(normalised, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2.0
+    if np.count_nonzero(counts) < 3:
+        return float((normalised.min() + normalised.max()) / 2.0)
+    top = threshold_multiotsu(hist=(counts, centres), classes=3)[-1]
+    return float(edges[int(np.searchsorted(centres, top)) + 1])
+
+
+def threshold_level(heatmap: np.ndarray, rule: ThresholdRule) -> float:
+    """The level (in the map's units) above which a voxel belongs to the mask; ``inf`` when the map has no
+    positive voxel (the mask is then empty)."""
+    positive = np.maximum(np.asarray(heatmap, dtype=np.float64), 0.0)
+    peak = float(positive.max()) if positive.size else 0.0
+    if not np.isfinite(peak):
+        raise ConfigError("heatmap holds non-finite values")
+    if peak <= 0.0:
+        return float("inf")
+    if rule.kind == "multiotsu-offset":
+        top = _top_multiotsu(positive / peak)
+        return max(0.0, top - float(rule.value)) * peak  # type: ignore[arg-type]
+    if rule.kind == "otsu":
+        return float(threshold_otsu(positive)) if np.unique(positive).size > 1 else 0.0
+    if rule.kind == "percentile":
+        return float(np.percentile(positive, float(rule.value)))  # type: ignore[arg-type]
+    return float(rule.value) * peak  # type: ignore[arg-type]
+
+
+def binarize(heatmap: np.ndarray, level: float) -> np.ndarray:
+    """The voxels strictly above ``level`` (a level from :func:`threshold_level`), as a boolean array."""
+    return np.asarray(heatmap) > level
