@@ -7,16 +7,19 @@ retry policy applies and a ``KilledWorker`` becomes that case's failure.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import multiprocessing
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from medxai.errors import ConfigError
 from medxai.pipeline.worker import CaseJob, CaseResult, init_worker, process_case
 
 ResultHandler = Callable[[CaseResult], None]
+Executor = Callable[[list[CaseJob], ResultHandler], None]
 
 
 def crashed(job: CaseJob, reason: str) -> CaseResult:
@@ -24,11 +27,15 @@ def crashed(job: CaseJob, reason: str) -> CaseResult:
                       error=reason, files=(), worker="", model_loads=0)
 
 
-def run_local(jobs: list[CaseJob], on_result: ResultHandler, *, workers: int) -> None:
+@contextlib.contextmanager
+def local_executor(*, workers: int) -> Iterator[Executor]:
+    """Yield a function running jobs on ``workers`` local processes (a fresh pool per run)."""
+    yield functools.partial(_run_local, workers=workers)
+
+
+def _run_local(jobs: list[CaseJob], on_result: ResultHandler, *, workers: int) -> None:
     """Run ``jobs`` on ``workers`` spawned processes (spawn: safe with torch's threads), at most one case
     in flight per worker so that a crash can be traced to the cases it interrupted."""
-    if not jobs:
-        return
     pending = deque(jobs)
     retried: set[str] = set()
     context = multiprocessing.get_context("spawn")
@@ -57,39 +64,41 @@ def run_local(jobs: list[CaseJob], on_result: ResultHandler, *, workers: int) ->
                 pending.appendleft(job)
 
 
-def run_dask(jobs: list[CaseJob], on_result: ResultHandler, *, scheduler: str | None, local_workers: int | None) -> None:
-    """Run ``jobs`` on the Dask cluster at ``scheduler`` or on a new ``LocalCluster`` of ``local_workers``
-    single-threaded processes. Workers must see the inputs and OUT at the same paths (shared storage)."""
+@contextlib.contextmanager
+def dask_executor(*, scheduler: str | None, local_workers: int | None) -> Iterator[Executor]:
+    """Connect to the Dask cluster at ``scheduler``, or start a ``LocalCluster`` of ``local_workers``
+    single-threaded processes, and yield a function running jobs there. Workers must see the inputs and
+    OUT at the same paths (shared storage)."""
     import logging
 
+    from distributed import Client, LocalCluster
+
+    chatter = logging.getLogger("distributed")
+    level = chatter.level
+    chatter.setLevel(max(level, logging.WARNING))  # the cluster's start/stop messages are not the user's business
+    with contextlib.ExitStack() as stack:
+        stack.callback(chatter.setLevel, level)
+        try:
+            cluster = None if scheduler is not None else stack.enter_context(LocalCluster(
+                n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster if cluster is not None else scheduler, timeout="20s"))
+        except (OSError, TimeoutError) as error:
+            raise ConfigError(f"cannot reach the Dask scheduler at {scheduler or 'a local cluster'} ({error})") from None
+        yield functools.partial(_run_on_dask, client)
+
+
+def _run_on_dask(client: Any, jobs: list[CaseJob], on_result: ResultHandler) -> None:
     import uuid
 
-    from distributed import Client, KilledWorker, LocalCluster, as_completed
+    from distributed import KilledWorker, as_completed
     from distributed.client import FutureCancelledError
 
-    if not jobs:
-        return
-    cluster = None
-    try:
-        if scheduler is None:
-            cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster if cluster is not None else scheduler, timeout="20s")
-    except (OSError, TimeoutError) as error:
-        if cluster is not None:
-            cluster.close()
-        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler or 'a local cluster'} ({error})") from None
-    try:
-        run = uuid.uuid4().hex[:8]  # keys unique per run: a shared scheduler must not reuse an old result
-        futures = {client.submit(process_case, job, key=f"medxai-{run}-{job.case.case_id}", pure=False): job
-                   for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                on_result(future.result())
-            except (KilledWorker, FutureCancelledError):
-                on_result(crashed(job, "Dask worker died while processing this case (crash or out of memory)"))
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    run = uuid.uuid4().hex[:8]  # keys unique per run: a shared scheduler must not reuse an old result
+    futures = {client.submit(process_case, job, key=f"medxai-{run}-{job.case.case_id}", pure=False): job for job in jobs}
+    for future in as_completed(futures):
+        job = futures[future]
+        try:
+            on_result(future.result())
+        except (KilledWorker, FutureCancelledError):
+            on_result(crashed(job, "Dask worker died while processing this case (crash or out of memory)"))

@@ -19,7 +19,7 @@ from typing import Callable
 from medxai import __version__
 from medxai.errors import BatchIncompleteError, ConfigError
 from medxai.io.atomic import write_text_atomic
-from medxai.pipeline.backends import run_dask, run_local
+from medxai.pipeline.backends import dask_executor, local_executor
 from medxai.pipeline.inputs import Case, discover_cases
 from medxai.pipeline.lock import RunLock
 from medxai.pipeline.manifest import MANIFEST_NAME, ManifestRow, read_manifest, write_manifest
@@ -81,7 +81,9 @@ def run_pipeline(
     stages = active_stages(pipeline)
     setup = _preflight(pipeline, stages, workers=dask_local or workers, remote=dask_scheduler is not None)
     clock = time.monotonic()
-    with RunLock(out):
+    on_dask = dask_scheduler is not None or dask_local is not None
+    backend = dask_executor(scheduler=dask_scheduler, local_workers=dask_local) if on_dask else local_executor(workers=workers)
+    with backend as execute, RunLock(out):
         summary = RunSummary(out_dir=out, manifest=out / MANIFEST_NAME)
         rows, todo = _plan(out, cases, pipeline, setup, resume=resume, summary=summary)
         write_manifest(out, list(rows.values()))
@@ -106,10 +108,8 @@ def run_pipeline(
 
         if progress is not None:
             progress("cases", completed, total)
-        if dask_scheduler is not None or dask_local is not None:
-            run_dask(jobs, on_result, scheduler=dask_scheduler, local_workers=dask_local)
-        else:
-            run_local(jobs, on_result, workers=workers)
+        if jobs:
+            execute(jobs, on_result)
         done = sorted(case_id for case_id, row in rows.items() if row.status == "done")
         for stage in stages:
             if stage.finish is not None:
