@@ -90,7 +90,8 @@ def convert_scan(path: str | Path, out_dir: str | Path, *, progress: ProgressCal
         _write(read_volume(path), case_id_from_path(path), out_dir, written)
         return ConvertReport(written=tuple(written), skipped=())
     series = require_series(path)
-    broken = [s for s in series if s.problem and not s.skippable]
+    # A truncated file may carry a cut SeriesInstanceUID and leave a gap in its real series: name it first.
+    broken = sorted((s for s in series if s.problem and not s.skippable), key=lambda s: not s.problem.startswith("truncated"))
     if broken:
         raise InvalidInputError(f"series {broken[0].label()}: {broken[0].problem}", path=path)
     volumes = [s for s in series if s.is_volume]

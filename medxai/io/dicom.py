@@ -8,7 +8,6 @@ when every slope is 1 and every intercept whole, float32 otherwise.
 from __future__ import annotations
 
 import struct
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from medxai.errors import InvalidInputError
 from medxai.io.dicom_frames import Frame
 from medxai.io.dicom_geometry import describe_frame, stack_geometry
 from medxai.io.dicom_metadata import acquisition_metadata
-from medxai.io.dicom_series import HEADER_ERRORS, SeriesInfo, discover_series, read_header
+from medxai.io.dicom_series import HEADER_ERRORS, SeriesInfo, discover_series, quiet_pydicom, read_header
 from medxai.volume import Step, Volume
 
 # What pydicom and its decoder plugins raise on damaged or undecodable pixel data.
@@ -37,7 +36,9 @@ def is_dicom_file(path: str | Path) -> bool:
 
 
 def _short(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    """The gist of a pydicom/plugin error on one line (a trailing ':' pulls in the first reason)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
     return text.split(" - ")[0]
 
 
@@ -92,8 +93,7 @@ def read_dicom_volume(path: str | Path, *, series_uid: str | None = None) -> Vol
 
 
 def _read_dataset(path: Path, root: Path) -> Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_pydicom():
         try:
             return pydicom.dcmread(path, force=True)
         except HEADER_ERRORS as error:
@@ -107,8 +107,7 @@ def _pixels(dataset: Dataset, frame: Frame, root: Path) -> np.ndarray:
     samples = int(dataset.get("SamplesPerPixel") or 1)
     if samples != 1:
         raise InvalidInputError(f"{describe_frame(frame, root)}: colour images ({samples} samples per pixel) are not supported", path=root)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_pydicom():
         try:
             array = np.asarray(dataset.pixel_array)
         except DECODE_ERRORS as error:

@@ -10,7 +10,6 @@ a SEG on another grid is refused rather than resampled.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from skimage.draw import polygon
 from medxai.errors import InvalidInputError
 from medxai.io.dicom_frames import frames_of
 from medxai.io.dicom_geometry import LPS_TO_RAS
-from medxai.io.dicom_series import HEADER_ERRORS, read_header
+from medxai.io.dicom_series import HEADER_ERRORS, quiet_pydicom, read_header
 from medxai.volume import Volume
 
 OFF_SLICE_TOLERANCE = 0.25  # of a slice: how far a contour plane may sit from the nearest slice centre
@@ -95,8 +94,7 @@ def place_seg(dataset: Dataset, reference: Volume, *, label: int | str | None, p
     segments = {int(item.SegmentNumber): str(item.get("SegmentLabel", "") or "") for item in dataset.get("SegmentSequence") or []}
     number = _select(segments, label, "segment", path)
     _check_frame_of_reference({str(dataset.get("FrameOfReferenceUID", ""))} - {""}, reference, path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_pydicom():
         try:
             pixels = np.asarray(dataset.pixel_array)
         except (ValueError, AttributeError, RuntimeError, NotImplementedError) as error:
@@ -144,8 +142,7 @@ def read_dicom_mask(path: str | Path, reference: Volume, *, label: int | str | N
     modality = str(header.get("Modality", "") or "").upper()
     if modality not in ("RTSTRUCT", "SEG"):
         raise InvalidInputError(f"is a DICOM {modality or 'non-mask'} object, not an RTSTRUCT or SEG mask", path=path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_pydicom():
         try:
             dataset = pydicom.dcmread(path, force=True)
         except HEADER_ERRORS as error:

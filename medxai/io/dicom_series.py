@@ -6,11 +6,14 @@ ignored. Each frame of each file becomes a :class:`Frame` with the geometry the 
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import struct
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pydicom
@@ -60,14 +63,28 @@ class SeriesInfo:
         return f"{number}{description}({self.uid})"
 
 
+@contextlib.contextmanager
+def quiet_pydicom() -> Iterator[None]:
+    """Silence pydicom's warnings and logged decoder tracebacks: the readers turn each failure into one
+    InvalidInputError line instead of a screenful on stderr."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logger.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
 def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file, or None when ``path`` is not DICOM.
 
     Files without the 128-byte preamble (old ACR-NEMA style) are accepted when a forced parse finds a SOP
     Class UID and a Series Instance UID, which random files never produce.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_pydicom():
         try:
             return pydicom.dcmread(path, stop_before_pixels=True)
         except InvalidDicomError:

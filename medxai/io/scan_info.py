@@ -52,7 +52,7 @@ def describe_scan(path: str | Path, *, series_uid: str | None = None, mask: str 
     orientation, why it is not a 3D volume if so) and each 3D series is summarised; the scan must hold
     at least one 3D volume. ``mask`` (label map, RTSTRUCT or SEG) is summarised on the single volume.
     """
-    from medxai.io.dicom import load_series, require_series
+    from medxai.io.dicom import load_series, require_series, select_series
 
     path = Path(path)
     if not path.exists():
@@ -65,7 +65,7 @@ def describe_scan(path: str | Path, *, series_uid: str | None = None, mask: str 
     else:
         series = require_series(path)
         if series_uid is not None:
-            series = [s for s in series if s.uid == series_uid] or series
+            series = [select_series(series, path, series_uid=series_uid)]
         listed, volumes = [], []
         for info in series:
             entry: dict[str, Any] = {
