@@ -136,11 +136,11 @@ def sample_lesion(rng: np.random.Generator, *, inner: Ellipsoid, tissue: float, 
     contrast = float(bright_contrast if bright else dark_contrast)
     lobes = tuple(Bump(as_vector(unit_vector(rng)), float(rng.uniform(0.0, 0.12)), float(rng.uniform(2.0, 6.0)))
                   for _ in range(3))
-    spicules = tuple(Bump(as_vector(unit_vector(rng)), float(rng.uniform(0.25, 0.6)), float(rng.uniform(40.0, 150.0)))
+    spicules = tuple(Bump(as_vector(unit_vector(rng)), float(rng.uniform(0.3, 0.8)), float(rng.uniform(25.0, 90.0)))
                      for _ in range(int(rng.integers(6, 15))))
     roughness = random_waves(rng, count=4, wavelength_mm=(0.35, 0.7), amplitude=0.06)
-    irregularity = float(rng.uniform(0.6, 1.0))
-    halo_amplitude, halo_width = float(rng.uniform(0.10, 0.22)), float(rng.uniform(3.0, 7.0) * scale)
+    irregularity = float(rng.uniform(0.7, 1.0))
+    halo_amplitude, halo_width = float(rng.uniform(0.10, 0.22)), float(rng.uniform(4.0, 8.0) * scale)
     texture = random_waves(rng, count=3, wavelength_mm=(4.0 * scale, 8.0 * scale), amplitude=0.05)
     lesion = LesionSpec(
         centre_mm=inner.centre_mm, radii_mm=as_vector(radii), rotation=rotation,

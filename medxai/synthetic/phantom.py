@@ -51,6 +51,7 @@ TASK_CLASSES: dict[str, tuple[str, ...]] = {
     "malignancy": ("benign", "malignant"),
 }
 MIN_SIZE = 16
+_PLACEMENT_TRIES = 50
 _REFERENCE_FOV_MM = 64.0  # lengths below are drawn for a 64 mm field of view and scaled to the actual one
 
 
@@ -145,8 +146,11 @@ def make_spec(*, seed: int, task: str = "presence", label: str | None = None, si
     texture = random_waves(rng, count=4, wavelength_mm=(15.0 * scale, 45.0 * scale), amplitude=0.04)
     bias = random_bias(rng)
     noise_sigma = float(tissue * rng.uniform(0.025, 0.045))
-    lesion = sample_lesion(rng, inner=inner, tissue=tissue, scale=scale)
-    distractors = sample_distractors(rng, inner=inner, lesion=lesion, tissue=tissue, scale=scale)
+    for _ in range(_PLACEMENT_TRIES):  # redraw the (rare) big central lesion that leaves no room for a distractor
+        lesion = sample_lesion(rng, inner=inner, tissue=tissue, scale=scale)
+        distractors = sample_distractors(rng, inner=inner, lesion=lesion, tissue=tissue, scale=scale)
+        if distractors:
+            break
     malignant_like = bool(rng.uniform() < 0.5)
     if label == "normal":
         lesion_or_none: LesionSpec | None = None
