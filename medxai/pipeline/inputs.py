@@ -1,7 +1,8 @@
 """What a batch runs over: a folder of scans, a CSV manifest, or an nnU-Net-style dataset folder.
 
 - CSV manifest (``IN.csv``, or a folder holding ``labels.csv``): ``case_id,image[,mask][,label]``, paths
-  relative to the CSV (the ``medxai sample-data`` / ``labels.csv`` contract).
+  relative to the CSV (the ``medxai sample-data`` / ``labels.csv`` contract; ``a.nii.gz;b.nii.gz`` in
+  ``image`` lists the channels of a multi-channel case).
 - nnU-Net dataset (a folder with ``imagesTr/`` and/or ``imagesTs/``): ``<case>_0000.nii.gz`` channel files,
   masks from ``labelsTr/<case>.nii.gz`` (Isensee et al., "nnU-Net", Nat. Methods 2021, dataset format).
 - Any other folder, searched recursively: every NIfTI/NRRD/MHA file is a case and every DICOM image
@@ -25,6 +26,7 @@ SCAN_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 # Files a scan folder commonly holds next to the scans; they are neither cases nor failures.
 SIDECAR_SUFFIXES = (".json", ".txt", ".md", ".csv", ".tsv", ".bval", ".bvec", ".xml", ".pdf", ".log", ".raw", ".zraw")
 MANIFEST_NAMES = ("labels.csv",)
+CHANNEL_SEPARATOR = ";"  # several channel files in one CSV image cell, as in labels.csv for training
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,12 @@ def cases_from_csv(path: Path) -> list[Case]:
     for number, row in enumerate(rows, start=2):
         if not row.get("image"):
             raise InvalidInputError(f"line {number}: empty 'image'", path=path)
-        image = _relative_to(path.parent, row["image"])
+        image, *extra = [_relative_to(path.parent, p.strip()) for p in row["image"].split(CHANNEL_SEPARATOR) if p.strip()]
         raw_id = row.get("case_id") or ""
         cases.append(Case(
             case_id=safe_case_id(raw_id) if raw_id else case_id_from_path(image),
             image=image,
+            extra_channels=tuple(extra),
             mask=_relative_to(path.parent, row["mask"]) if row.get("mask") else None,
             label=row.get("label") or None,
         ))

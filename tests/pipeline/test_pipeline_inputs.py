@@ -83,9 +83,12 @@ def test_csv_manifest_paths_are_relative_to_the_csv_and_ids_made_safe(tmp_path):
                         "../evil/id,images/one.nii.gz,masks/one.nii.gz,lesion\n"
                         ",images/one.nii.gz,,normal\n"
                         "dup,images/missing.nii.gz,,\n"
-                        "dup,images/one.nii.gz,,\n")
+                        "dup,images/one.nii.gz,,\n"
+                        "two,images/one.nii.gz;images/two.nii.gz,,\n")
     cases = discover_cases(manifest)
-    assert [c.case_id for c in cases] == ["evil_id", "one", "dup", "dup_2"]
+    assert [c.case_id for c in cases] == ["evil_id", "one", "dup", "dup_2", "two"]
+    assert cases[4].image == tmp_path / "images" / "one.nii.gz"
+    assert cases[4].extra_channels == (tmp_path / "images" / "two.nii.gz",)
     assert "/" not in cases[0].case_id and ".." not in cases[0].case_id
     assert cases[0].image == tmp_path / "images" / "one.nii.gz"
     assert cases[0].mask == tmp_path / "masks" / "one.nii.gz" and cases[0].label == "lesion"
