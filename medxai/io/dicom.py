@@ -26,13 +26,9 @@ DECODE_ERRORS = (ValueError, AttributeError, RuntimeError, NotImplementedError, 
 
 
 def is_dicom_file(path: str | Path) -> bool:
-    """True when ``path`` is a DICOM file (``DICM`` preamble, or a header pydicom can parse without one)."""
+    """True when ``path`` is a DICOM file (``DICM`` preamble, or a raw dataset with SOP and series UIDs)."""
     path = Path(path)
-    if not path.is_file():
-        return False
-    with path.open("rb") as handle:
-        head = handle.read(132)
-    return head[128:132] == b"DICM" or read_header(path) is not None
+    return path.is_file() and read_header(path) is not None
 
 
 def _short(error: BaseException) -> str:
@@ -106,7 +102,9 @@ def _pixels(dataset: Dataset, frame: Frame, root: Path) -> np.ndarray:
     syntax_name = syntax.name if syntax is not None else "unknown transfer syntax"
     samples = int(dataset.get("SamplesPerPixel") or 1)
     if samples != 1:
-        raise InvalidInputError(f"{describe_frame(frame, root)}: colour images ({samples} samples per pixel) are not supported", path=root)
+        raise InvalidInputError(
+            f"{describe_frame(frame, root)}: colour images ({samples} samples per pixel) are not supported", path=root
+        )
     with quiet_pydicom():
         try:
             array = np.asarray(dataset.pixel_array)
@@ -117,12 +115,17 @@ def _pixels(dataset: Dataset, frame: Frame, root: Path) -> np.ndarray:
             ) from None
     array = array.reshape((-1,) + array.shape[-2:])
     if array.shape[1:] != (frame.rows, frame.columns):
-        raise InvalidInputError(f"{describe_frame(frame, root)}: pixel data shape {array.shape[1:]} differs from Rows x Columns", path=root)
+        raise InvalidInputError(
+            f"{describe_frame(frame, root)}: pixel data shape {array.shape[1:]} differs from Rows x Columns", path=root
+        )
     return array
 
 
 def _stack_pixels(frames: tuple[Frame, ...], root: Path) -> tuple[np.ndarray, Dataset]:
-    """Stored values as (columns, rows, slices) in ``frames`` order, and the first object's dataset."""
+    """Stored values as a (slices, rows, columns) C-ordered stack in ``frames`` order, and the first dataset.
+
+    Each decoded frame is copied whole into its slab (fast); the caller transposes the result to (i, j, k).
+    """
     cache: dict[Path, np.ndarray] = {}
     datasets: list[Dataset] = []
     stored: np.ndarray | None = None
@@ -130,32 +133,37 @@ def _stack_pixels(frames: tuple[Frame, ...], root: Path) -> tuple[np.ndarray, Da
         if frame.path not in cache:
             datasets.append(_read_dataset(frame.path, root))
             cache[frame.path] = _pixels(datasets[-1], frame, root)
-        pixels = cache[frame.path][frame.index or 0].T
+        pixels = cache[frame.path][frame.index or 0]
         if stored is None or not np.can_cast(pixels.dtype, stored.dtype, casting="safe"):
-            grown = np.empty((frames[0].columns, frames[0].rows, len(frames)), dtype=pixels.dtype if stored is None else np.promote_types(stored.dtype, pixels.dtype))
+            dtype = pixels.dtype if stored is None else np.promote_types(stored.dtype, pixels.dtype)
+            grown = np.empty((len(frames), frames[0].rows, frames[0].columns), dtype=dtype)
             if stored is not None:
-                grown[:, :, :k] = stored[:, :, :k]
+                grown[:k] = stored[:k]
             stored = grown
-        stored[:, :, k] = pixels
-    assert stored is not None  # frames is never empty: stack_geometry refuses that
+        stored[k] = pixels
+    if stored is None:
+        raise InvalidInputError("no image frames to read", path=root)
     return stored, datasets[0]
 
 
 def _rescaled(stored: np.ndarray, frames: tuple[Frame, ...]) -> np.ndarray:
-    """Modality values: integer when all slopes are 1 and intercepts whole, float32 otherwise."""
+    """Modality values of a (slices, rows, columns) stack: integer when all slopes are 1 and intercepts
+    whole, float32 otherwise."""
     slopes = np.array([f.slope for f in frames], dtype=np.float64)
     intercepts = np.array([f.intercept for f in frames], dtype=np.float64)
     if np.all(slopes == 1) and np.all(intercepts == np.round(intercepts)):
-        low = float((stored.min(axis=(0, 1)) + intercepts).min())
-        high = float((stored.max(axis=(0, 1)) + intercepts).max())
+        low = float((stored.min(axis=(1, 2)) + intercepts).min())
+        high = float((stored.max(axis=(1, 2)) + intercepts).max())
         dtype = next(t for t in (np.int16, np.uint16, np.int32, np.int64) if np.iinfo(t).min <= low and high <= np.iinfo(t).max)
+        if dtype == stored.dtype and not intercepts.any():
+            return stored
         out = np.empty(stored.shape, dtype=dtype)
         for k, intercept in enumerate(intercepts.astype(np.int64)):
-            out[:, :, k] = stored[:, :, k].astype(np.int64) + intercept
+            np.add(stored[k], intercept, out=out[k], dtype=np.int64, casting="unsafe")
         return out
     out = np.empty(stored.shape, dtype=np.float32)
     for k, (slope, intercept) in enumerate(zip(slopes, intercepts)):
-        out[:, :, k] = stored[:, :, k].astype(np.float64) * slope + intercept
+        out[k] = stored[k].astype(np.float64) * slope + intercept
     return out
 
 
@@ -163,7 +171,7 @@ def load_series(info: SeriesInfo, *, root: Path) -> Volume:
     """Decode, rescale and stack one discovered series (its geometry re-validated here)."""
     geometry = stack_geometry(info.frames, root=root)
     stored, first = _stack_pixels(geometry.frames, root)
-    data = _rescaled(stored, geometry.frames)
+    data = _rescaled(stored, geometry.frames).transpose(2, 1, 0)  # (k, row, column) -> (i, j, k), no copy
     slopes = [f.slope for f in geometry.frames]
     intercepts = [f.intercept for f in geometry.frames]
     metadata = {

@@ -22,9 +22,9 @@ class Frame:
     index: int | None
     rows: int
     columns: int
-    position: tuple[float, float, float] | None
-    orientation: tuple[float, float, float, float, float, float] | None
-    spacing: tuple[float, float] | None
+    position: tuple[float, ...] | None  # 3 values
+    orientation: tuple[float, ...] | None  # 6 values: row cosine, column cosine
+    spacing: tuple[float, ...] | None  # 2 values
     slope: float
     intercept: float
 
@@ -33,7 +33,8 @@ def _floats(value: object, count: int) -> tuple[float, ...] | None:
     """``count`` floats from a DICOM multi-value, or None when absent or malformed."""
     if value is None:
         return None
-    items = [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") else list(value)  # type: ignore[call-overload]
+    single = isinstance(value, (str, bytes)) or not hasattr(value, "__iter__")
+    items = [value] if single else list(value)  # type: ignore[call-overload]
     try:
         numbers = tuple(float(v) for v in items)
     except (TypeError, ValueError):
@@ -81,9 +82,9 @@ def frames_of(dataset: Dataset, path: Path) -> list[Frame]:
                 rows=rows,
                 columns=columns,
                 # A classic multi-frame object (NM, US, RT dose) has one position for all frames: no stack geometry.
-                position=_floats(dataset.get("ImagePositionPatient"), 3) if single else None,  # type: ignore[arg-type]
-                orientation=_floats(dataset.get("ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-                spacing=_floats(dataset.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+                position=_floats(dataset.get("ImagePositionPatient"), 3) if single else None,
+                orientation=_floats(dataset.get("ImageOrientationPatient"), 6),
+                spacing=_floats(dataset.get("PixelSpacing"), 2),
                 slope=slope,
                 intercept=intercept,
             )
@@ -106,9 +107,9 @@ def frames_of(dataset: Dataset, path: Path) -> list[Frame]:
                 index=number,
                 rows=rows,
                 columns=columns,
-                position=_floats(position.get("ImagePositionPatient"), 3) if position else None,  # type: ignore[arg-type]
-                orientation=_floats(orientation.get("ImageOrientationPatient"), 6) if orientation else None,  # type: ignore[arg-type]
-                spacing=_floats(measures.get("PixelSpacing"), 2) if measures else None,  # type: ignore[arg-type]
+                position=_floats(position.get("ImagePositionPatient") if position is not None else None, 3),
+                orientation=_floats(orientation.get("ImageOrientationPatient") if orientation is not None else None, 6),
+                spacing=_floats(measures.get("PixelSpacing") if measures is not None else None, 2),
                 slope=slope,
                 intercept=intercept,
             )

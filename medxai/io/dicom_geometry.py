@@ -75,7 +75,8 @@ def _check_planes(frames: Sequence[Frame], root: Path) -> tuple[np.ndarray, np.n
         raise InvalidInputError(f"ImageOrientationPatient {list(orientations[0])} is not two orthonormal vectors", path=root)
     spacings = np.array([f.spacing for f in frames], dtype=np.float64)
     if np.ptp(spacings, axis=0).max() > SPACING_TOLERANCE_MM:
-        raise InvalidInputError(f"pixel spacing varies between slices ({spacings.min(axis=0)} to {spacings.max(axis=0)} mm)", path=root)
+        low, high = spacings.min(axis=0).tolist(), spacings.max(axis=0).tolist()
+        raise InvalidInputError(f"pixel spacing varies between slices ({low} to {high} mm)", path=root)
     if spacings[0].min() <= 0:
         raise InvalidInputError(f"non-positive PixelSpacing {list(spacings[0])}", path=root)
     return row / np.linalg.norm(row), column / np.linalg.norm(column), (float(spacings[0, 0]), float(spacings[0, 1]))

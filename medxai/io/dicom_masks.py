@@ -84,7 +84,9 @@ def rasterise_rtstruct(dataset: Dataset, reference: Volume, *, label: int | str 
         mask[:, :, k] ^= filled
         inside += 1
     if not mask.any():
-        raise InvalidInputError(f"ROI {number} '{rois[number]}' has no contour area on the image grid ({len(contours)} closed contours)", path=path)
+        raise InvalidInputError(
+            f"ROI {number} '{rois[number]}' has no contour area on the image grid ({len(contours)} closed contours)", path=path
+        )
     return reference.with_data(mask.astype(np.uint8), source=path.name, format="rtstruct", roi_number=number,
                                roi_name=rois[number], contours=len(contours), contours_on_grid=inside)
 
@@ -121,7 +123,8 @@ def place_seg(dataset: Dataset, reference: Volume, *, label: int | str | None, p
         if not (np.allclose(np.abs(linear).sum(axis=0), 1, atol=1e-3) and np.allclose(np.abs(linear).max(axis=0), 1, atol=1e-3)
                 and np.allclose(offset, np.rint(offset), atol=GRID_TOLERANCE)):
             raise InvalidInputError(
-                "SEG frames do not lie on the image grid (other orientation, spacing or positions); resampling masks is not supported",
+                "SEG frames do not lie on the image grid (other orientation, spacing or positions); "
+                "resampling masks is not supported",
                 path=path,
             )
         rows, columns = np.nonzero(values > threshold)
@@ -130,7 +133,8 @@ def place_seg(dataset: Dataset, reference: Volume, *, label: int | str | None, p
         mask[target[0, valid], target[1, valid], target[2, valid]] = True
     if not mask.any():
         raise InvalidInputError(f"segment {number} '{segments[number]}' is empty on the image grid", path=path)
-    return reference.with_data(mask.astype(np.uint8), source=path.name, format="seg", segment_number=number, segment_label=segments[number])
+    return reference.with_data(mask.astype(np.uint8), source=path.name, format="seg", segment_number=number,
+                               segment_label=segments[number])
 
 
 def read_dicom_mask(path: str | Path, reference: Volume, *, label: int | str | None = None) -> Volume:

@@ -29,6 +29,7 @@ from medxai.io.dicom_geometry import NotAVolumeError, stack_geometry
 HEADER_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, struct.error, OverflowError)
 NON_IMAGE_MODALITIES = frozenset({"RTSTRUCT", "SEG", "SR", "PR", "KO", "REG", "RTDOSE", "RTPLAN", "RTRECORD", "DOC", "PLAN"})
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+RAW_DATASET_STARTS = (b"\x08\x00", b"\x02\x00", b"\x00\x08", b"\x00\x02")  # group 0008/0002, either byte order
 
 
 @dataclass(frozen=True)
@@ -81,21 +82,26 @@ def quiet_pydicom() -> Iterator[None]:
 def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file, or None when ``path`` is not DICOM.
 
-    Files without the 128-byte preamble (old ACR-NEMA style) are accepted when a forced parse finds a SOP
-    Class UID and a Series Instance UID, which random files never produce.
+    Files with the ``DICM`` preamble are parsed normally. Files without it (old ACR-NEMA style, raw
+    datasets) are parsed by force only when they start with a group 0002/0008 tag, and accepted only with
+    a SOP Class UID and a Series Instance UID, so other files are never mistaken for DICOM.
     """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(132)
+    except OSError:
+        return None
+    has_preamble = head[128:132] == b"DICM"
+    if not has_preamble and head[:2] not in RAW_DATASET_STARTS:
+        return None
     with quiet_pydicom():
         try:
-            return pydicom.dcmread(path, stop_before_pixels=True)
-        except InvalidDicomError:
-            pass
+            dataset = pydicom.dcmread(path, stop_before_pixels=True, force=not has_preamble)
         except HEADER_ERRORS:
             return None
-        try:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-        except HEADER_ERRORS:
-            return None
-    return dataset if "SOPClassUID" in dataset and "SeriesInstanceUID" in dataset else None
+    if has_preamble or ("SOPClassUID" in dataset and "SeriesInstanceUID" in dataset):
+        return dataset
+    return None
 
 
 def is_image_object(dataset: Dataset) -> bool:

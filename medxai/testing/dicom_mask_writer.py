@@ -50,7 +50,8 @@ def write_rtstruct(path: str | Path, rois: Mapping[str, Sequence[np.ndarray]], *
     structure_items, contour_items = [], []
     for number, (name, contours) in enumerate(rois.items(), start=1):
         roi = Dataset()
-        roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID, roi.ROIGenerationAlgorithm = number, name, frame_uid, "MANUAL"
+        roi.ROINumber, roi.ROIName, roi.ReferencedFrameOfReferenceUID = number, name, frame_uid
+        roi.ROIGenerationAlgorithm = "MANUAL"
         structure_items.append(roi)
         contour_sequence = []
         for points in contours:
@@ -82,7 +83,8 @@ def write_seg(path: str | Path, labels: Volume, segment_labels: Mapping[int, str
     """A BINARY DICOM SEG of the label map ``labels``: one frame per (segment, non-empty slice), frames in
     a seeded random order."""
     directions, spacing, origin = lps_geometry(labels.affine)
-    frames = [(segment, k) for segment in segment_labels for k in range(labels.shape[2]) if np.any(labels.data[:, :, k] == segment)]
+    frames = [(segment, k) for segment in segment_labels for k in range(labels.shape[2])
+              if np.any(labels.data[:, :, k] == segment)]
     if shuffle_seed is not None:
         frames = [frames[int(i)] for i in np.random.default_rng(shuffle_seed).permutation(len(frames))]
     ds = _base(SEG_CLASS, "SEG", patient_name, f"seg-{sorted(segment_labels.items())}-{labels.shape}")
@@ -97,13 +99,16 @@ def write_seg(path: str | Path, labels: Volume, segment_labels: Mapping[int, str
         segments.append(segment)
     ds.SegmentSequence = DicomSequence(segments)
     shared = Dataset()
-    shared.PlaneOrientationSequence = _item(ImageOrientationPatient=[ds_string(v) for v in np.concatenate([directions[:, 0], directions[:, 1]])])
-    shared.PixelMeasuresSequence = _item(PixelSpacing=[ds_string(spacing[1]), ds_string(spacing[0])], SliceThickness=ds_string(spacing[2]))
+    orientation = np.concatenate([directions[:, 0], directions[:, 1]])
+    shared.PlaneOrientationSequence = _item(ImageOrientationPatient=[ds_string(v) for v in orientation])
+    shared.PixelMeasuresSequence = _item(PixelSpacing=[ds_string(spacing[1]), ds_string(spacing[0])],
+                                         SliceThickness=ds_string(spacing[2]))
     ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
     per_frame = []
     for segment, k in frames:
         group = Dataset()
-        group.PlanePositionSequence = _item(ImagePositionPatient=[ds_string(v) for v in origin + directions[:, 2] * spacing[2] * k])
+        position = origin + directions[:, 2] * spacing[2] * k
+        group.PlanePositionSequence = _item(ImagePositionPatient=[ds_string(v) for v in position])
         group.SegmentIdentificationSequence = _item(ReferencedSegmentNumber=segment)
         per_frame.append(group)
     ds.PerFrameFunctionalGroupsSequence = DicomSequence(per_frame)

@@ -49,7 +49,8 @@ def _stored_values(data: np.ndarray, slope: float, intercept: float) -> tuple[np
     """16-bit stored values and PixelRepresentation; refuses values the rescale cannot represent."""
     exact = (np.asarray(data, dtype=np.float64) - intercept) / slope
     stored = np.rint(exact)
-    if not np.all(np.isfinite(exact)) or np.abs(exact - stored).max(initial=0) > 0.01:  # float32 rounding of valid values stays far below
+    # Valid float32 inputs sit within ~1e-3 of an integer step after float32 rounding; 0.01 leaves margin.
+    if not np.all(np.isfinite(exact)) or np.abs(exact - stored).max(initial=0) > 0.01:
         raise ValueError("volume values are not intercept + slope * integer; pass them through dicom_representable() first")
     if stored.min(initial=0) >= 0 and stored.max(initial=0) <= 65535:
         return stored.astype(np.uint16), 0
@@ -153,10 +154,10 @@ def write_localizer(folder: str | Path, *, plane: str = "coronal", size: tuple[i
                     spacing_mm: float = 4.0, centre_ras: tuple[float, float, float] = (0.0, 0.0, 0.0),
                     modality: str = "CT", patient_name: str = "Anon", series_number: int = 99) -> Path:
     """Write a one-slice LOCALIZER series (``plane`` coronal or sagittal) into ``folder``; returns its path."""
-    columns = {"coronal": (np.array([1.0, 0, 0]), np.array([0, 0, -1.0])), "sagittal": (np.array([0, 1.0, 0]), np.array([0, 0, -1.0]))}
-    if plane not in columns:
+    axes = {"coronal": ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0)), "sagittal": ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0))}  # RAS i, j
+    if plane not in axes:
         raise ValueError("plane must be 'coronal' or 'sagittal'")
-    i_axis, j_axis = columns[plane]
+    i_axis, j_axis = (np.array(axis) for axis in axes[plane])
     affine = np.eye(4)
     affine[:3, 0], affine[:3, 1] = i_axis * spacing_mm, j_axis * spacing_mm
     affine[:3, 2] = np.cross(i_axis, j_axis) * spacing_mm
@@ -164,6 +165,8 @@ def write_localizer(folder: str | Path, *, plane: str = "coronal", size: tuple[i
     ii, jj = np.meshgrid(np.arange(size[0]), np.arange(size[1]), indexing="ij")
     volume = Volume(data=(ii * 7 + jj * 3)[:, :, None].astype(np.int16), affine=affine)
     series_uid = _uid("localizer", plane, patient_name, affine.tobytes().hex())
-    return _write_slices(volume, Path(folder), modality=modality, series_uid=series_uid, names=[f"loc_{plane}.dcm"],
-                         instance_numbers=[1], rescale_slope=1.0, rescale_intercept=0.0, series_description=f"Localizer {plane}",
-                         patient_name=patient_name, series_number=series_number, image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))[0]
+    paths = _write_slices(volume, Path(folder), modality=modality, series_uid=series_uid, names=[f"loc_{plane}.dcm"],
+                          instance_numbers=[1], rescale_slope=1.0, rescale_intercept=0.0,
+                          series_description=f"Localizer {plane}", patient_name=patient_name, series_number=series_number,
+                          image_type=("ORIGINAL", "PRIMARY", "LOCALIZER"))
+    return paths[0]

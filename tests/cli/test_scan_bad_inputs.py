@@ -87,8 +87,11 @@ def mixed_orientation(root: Path) -> Path:
     angle = np.deg2rad(10.0)
 
     def rotate(dataset: pydicom.Dataset) -> None:
-        row, column = np.asarray(dataset.ImageOrientationPatient[:3], float), np.asarray(dataset.ImageOrientationPatient[3:], float)
-        dataset.ImageOrientationPatient = [*(np.cos(angle) * row + np.sin(angle) * column), *(np.cos(angle) * column - np.sin(angle) * row)]
+        cosines = np.asarray(dataset.ImageOrientationPatient, dtype=float)
+        row, column = cosines[:3], cosines[3:]
+        rotated_row = np.cos(angle) * row + np.sin(angle) * column
+        rotated_column = np.cos(angle) * column - np.sin(angle) * row
+        dataset.ImageOrientationPatient = [*rotated_row, *rotated_column]
     _edit(path, rotate)
     return root / "scan"
 

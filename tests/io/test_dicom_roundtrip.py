@@ -19,6 +19,7 @@ def _affine(linear: np.ndarray, origin: tuple[float, float, float]) -> np.ndarra
 
 
 OBLIQUE = Rotation.from_euler("xyz", [17.0, -23.0, 8.0], degrees=True).as_matrix()
+SAGITTAL = Rotation.from_euler("z", 31, degrees=True).as_matrix() @ np.array([[0, 0, 2.0], [1.1, 0, 0], [0, 1.1, 0]])
 # Right-handed grids (det > 0): DICOM keeps array order exactly.
 RIGHT_HANDED = {
     "ras_isotropic": _affine(np.eye(3), (-10.0, 20.0, -30.0)),
@@ -26,7 +27,7 @@ RIGHT_HANDED = {
     "lps_flipped": _affine(np.diag([-0.8, -0.8, 2.0]), (50.0, 60.0, -70.0)),
     "oblique_anisotropic": _affine(OBLIQUE @ np.diag([0.7, 1.3, 2.9]), (12.3, -45.6, 78.9)),
     "coronal_slices": _affine(np.array([[1.0, 0, 0], [0, 0, 1.5], [0, -1.2, 0]]), (-5.0, 3.0, 40.0)),
-    "sagittal_oblique": _affine(Rotation.from_euler("z", 31, degrees=True).as_matrix() @ np.array([[0, 0, 2.0], [1.1, 0, 0], [0, 1.1, 0]]), (1.0, 2.0, 3.0)),
+    "sagittal_oblique": _affine(SAGITTAL, (1.0, 2.0, 3.0)),
 }
 # Left-handed grids (det < 0, e.g. LAS as FSL writes): same world geometry, slice order set by the normal.
 LEFT_HANDED = {
@@ -78,7 +79,8 @@ def test_dicom_left_handed_grid_is_equal_in_world_space(tmp_path, name):
 
 
 def test_dicom_round_trip_of_float_values_through_rescale(tmp_path):
-    raw = Volume(np.random.default_rng(3).normal(0.0, 40.0, size=(12, 10, 6)).astype(np.float32), RIGHT_HANDED["oblique_anisotropic"])
+    values = np.random.default_rng(3).normal(0.0, 40.0, size=(12, 10, 6)).astype(np.float32)
+    raw = Volume(values, RIGHT_HANDED["oblique_anisotropic"])
     volume = dicom_representable(raw, rescale_slope=0.01, rescale_intercept=-2.5)
     assert volume.data.dtype == np.float32
     assert np.abs(volume.data - raw.data).max() <= 0.005 + 1e-4  # quantised to half a slope step

@@ -60,8 +60,9 @@ def _affine(linear: np.ndarray, origin: tuple[float, float, float]) -> np.ndarra
     return affine
 
 
+OBLIQUE = Rotation.from_euler("xyz", [17.0, -23.0, 8.0], degrees=True).as_matrix() @ np.diag([0.7, 1.3, 2.9])
 WRITTEN = {
-    "oblique_anisotropic": _affine(Rotation.from_euler("xyz", [17.0, -23.0, 8.0], degrees=True).as_matrix() @ np.diag([0.7, 1.3, 2.9]), (12.3, -45.6, 78.9)),
+    "oblique_anisotropic": _affine(OBLIQUE, (12.3, -45.6, 78.9)),
     "lps_flipped": _affine(np.diag([-0.8, -0.8, 2.0]), (50.0, 60.0, -70.0)),
     "las_left_handed": _affine(np.diag([-1.1, 0.9, 2.5]), (5.0, 6.0, 7.0)),
     "coronal": _affine(np.array([[1.0, 0, 0], [0, 0, 1.5], [0, -1.2, 0]]), (-5.0, 3.0, 40.0)),
