@@ -45,7 +45,7 @@ def dicom_representable(volume: Volume, *, rescale_slope: float = 1.0, rescale_i
     return volume.with_data((stored * slope + intercept).astype(np.float32))
 
 
-def _stored_values(data: np.ndarray, slope: float, intercept: float) -> tuple[np.ndarray, int]:
+def stored_values(data: np.ndarray, slope: float, intercept: float) -> tuple[np.ndarray, int]:
     """16-bit stored values and PixelRepresentation; refuses values the rescale cannot represent."""
     exact = (np.asarray(data, dtype=np.float64) - intercept) / slope
     stored = np.rint(exact)
@@ -89,7 +89,7 @@ def _write_slices(volume: Volume, folder: Path, *, modality: str, series_uid: st
     if modality not in SOP_CLASSES:
         raise ValueError(f"modality must be one of {sorted(SOP_CLASSES)}")
     directions, spacing, origin = lps_geometry(volume.affine)
-    stored, representation = _stored_values(volume.data, float(ds_string(rescale_slope)), float(ds_string(rescale_intercept)))
+    stored, representation = stored_values(volume.data, float(ds_string(rescale_slope)), float(ds_string(rescale_intercept)))
     folder.mkdir(parents=True, exist_ok=True)
     study, frame_uid = study_uid(patient_name), frame_of_reference_uid(patient_name)
     paths = []

@@ -16,6 +16,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from medxai.io.convert import convert_scan
+from medxai.testing.dicom_enhanced_writer import write_enhanced_series
 from medxai.testing.dicom_writer import dicom_representable, write_dicom_series, write_localizer
 from medxai.volume import Volume
 
@@ -101,3 +102,11 @@ def test_enhanced_ct_matches_dcm2niix(test_data, tmp_path):
     folder.mkdir()
     shutil.copy(test_data / "small_dicom" / "pydicom" / "eCT_Supplemental.dcm", folder)
     _compare_with_dcm2niix(folder, tmp_path)
+
+
+def test_written_enhanced_oblique_mr_matches_dcm2niix(tmp_path):
+    data = np.random.default_rng(1).normal(300.0, 60.0, size=(16, 11, 9)).astype(np.float32)
+    volume = dicom_representable(Volume(data, WRITTEN["oblique_anisotropic"]), rescale_slope=0.25, rescale_intercept=-100.0)
+    (tmp_path / "in").mkdir()
+    write_enhanced_series(volume, tmp_path / "in" / "enhanced.dcm", rescale_slope=0.25, rescale_intercept=-100.0)
+    _compare_with_dcm2niix(tmp_path / "in", tmp_path)
