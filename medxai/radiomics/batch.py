@@ -1,0 +1,139 @@
+"""Radiomics over many cases: manifest in, one CSV out (PyRadiomics batch layout + region columns).
+
+Cases run in worker processes (``concurrent.futures.ProcessPoolExecutor``); each finished case is written
+atomically as a part CSV in a work folder, named with a fingerprint of the case and the settings, so a
+rerun with the same settings skips finished cases and a rerun with other settings recomputes them. A
+failing case is reported and the others go on (the batch then ends with ``BatchIncompleteError``).
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from medxai.errors import BatchIncompleteError, MedxaiError
+from medxai.io.atomic import atomic_path
+from medxai.radiomics.cases import CaseSpec, ExtractionOptions, case_regions
+from medxai.radiomics.extract import LEADING_COLUMNS, extract_features
+from medxai.radiomics.params import load_extractor, params_path
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class ExtractionSummary:
+    """What a run did: cases computed now, cases reused from the work folder, failures (id -> reason)."""
+
+    output: Path
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+
+
+def _fingerprint(case: CaseSpec, options: ExtractionOptions) -> str:
+    settings = asdict(replace(options, save_masks=None))
+    settings["params_text"] = params_path(options.params).read_text(encoding="utf-8")
+    payload = json.dumps({"case": asdict(case), "options": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def _write_rows(rows: Sequence[dict[str, object]], path: Path, columns: Sequence[str] | None = None) -> None:
+    """Write rows atomically; cells a row lacks (features of an empty region) are written as NaN."""
+    if columns is None:
+        found: dict[str, None] = dict.fromkeys(LEADING_COLUMNS)
+        for row in rows:
+            found.update(dict.fromkeys(row))
+        columns = list(found)
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(columns), restval="nan")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def process_case(case: CaseSpec, options: ExtractionOptions) -> list[dict[str, object]]:
+    """Read one case, build its regions (saving them when asked) and extract their features."""
+    image, regions = case_regions(case, options)
+    return extract_features(image, regions, case_id=case.case_id, params=options.params, diagnostics=options.diagnostics)
+
+
+def _run_case(case: CaseSpec, options: ExtractionOptions, part: Path) -> str | None:
+    """Worker entry point: the part CSV on success, the error line on an expected failure."""
+    try:
+        rows = process_case(case, options)
+    except MedxaiError as error:
+        return " ".join(str(error).split())
+    _write_rows(rows, part)
+    return None
+
+
+def _merge(parts: Sequence[Path], output: Path) -> int:
+    rows: list[dict[str, str]] = []
+    columns: dict[str, None] = dict.fromkeys(LEADING_COLUMNS)
+    for part in parts:
+        with open(part, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            columns.update(dict.fromkeys(reader.fieldnames or []))
+            rows.extend(reader)
+    ordered = list(LEADING_COLUMNS) + sorted((c for c in columns if c.startswith("diagnostics_")), key=list(columns).index)
+    ordered += [c for c in columns if c not in ordered]
+    _write_rows(rows, output, ordered)
+    return len(rows)
+
+
+def run_extraction(
+    cases: Sequence[CaseSpec],
+    output: str | Path,
+    *,
+    options: ExtractionOptions,
+    workers: int = 1,
+    work_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> ExtractionSummary:
+    """Extract features for every case into ``output`` (CSV), resumable through ``work_dir``.
+
+    A single case runs in this process and its errors propagate as they are; in a batch, failed cases
+    are left out of the CSV and reported together by ``BatchIncompleteError`` (exit 3).
+    """
+    output = Path(output)
+    load_extractor(options.params)  # a bad parameter file fails here, before any case runs
+    work = Path(work_dir) if work_dir is not None else output.with_name(output.name + ".parts")
+    parts = {case.case_id: work / f"{case.case_id}.{_fingerprint(case, options)}.csv" for case in cases}
+    summary = ExtractionSummary(output=output)
+    pending = [case for case in cases if not parts[case.case_id].is_file()]
+    summary.reused = [case.case_id for case in cases if parts[case.case_id].is_file()]
+    done = len(summary.reused)
+    if progress:
+        progress("radiomics", done, len(cases))
+    if len(cases) == 1 and pending:
+        _write_rows(process_case(pending[0], options), parts[pending[0].case_id])
+        summary.computed.append(pending[0].case_id)
+    elif pending:
+        context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=context) as pool:
+            futures = {pool.submit(_run_case, case, options, parts[case.case_id]): case.case_id for case in pending}
+            for future in as_completed(futures):
+                case_id = futures[future]
+                problem = future.result()
+                if problem is None:
+                    summary.computed.append(case_id)
+                else:
+                    summary.failed[case_id] = problem
+                done += 1
+                if progress:
+                    progress("radiomics", done, len(cases))
+    finished = [parts[case.case_id] for case in cases if case.case_id not in summary.failed]
+    summary.rows = _merge(finished, output)
+    if summary.failed:
+        detail = "; ".join(f"{case_id}: {reason}" for case_id, reason in summary.failed.items())
+        raise BatchIncompleteError(
+            f"{len(summary.failed)} of {len(cases)} cases failed ({detail}); the other cases are in {output}",
+            failed=list(summary.failed),
+        )
+    return summary

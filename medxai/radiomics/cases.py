@@ -1,0 +1,147 @@
+"""Radiomics cases: what locates the lesion (mask, voxel box, mm box or seed), manifests, and regions."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medxai.errors import ConfigError, InvalidInputError
+from medxai.io.naming import case_id_from_path, safe_case_id
+from medxai.io.nifti import write_nifti
+from medxai.io.readers import read_mask, read_volume
+from medxai.radiomics.boxes import box_from_mm, box_from_seed, box_from_voxels, parse_numbers
+from medxai.radiomics.segmenters import SEGMENTERS, segment_in_box
+from medxai.radiomics.shells import DEFAULT_DISTANCES_MM, Region, check_distances, peritumoral_regions, shell_crop
+from medxai.radiomics.tissue import TISSUES, tissue_mask
+from medxai.volume import Volume
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One case: an image and exactly one way to find its lesion."""
+
+    case_id: str
+    image: Path
+    mask: Path | None = None
+    mask_label: str | None = None
+    bbox: tuple[float, ...] | None = None
+    bbox_mm: tuple[float, ...] | None = None
+    seed_mm: tuple[float, ...] | None = None
+    radius_mm: float | None = None
+    tissue_mask: Path | None = None
+
+    def __post_init__(self) -> None:
+        given = [self.mask is not None, self.bbox is not None, self.bbox_mm is not None, self.seed_mm is not None]
+        if sum(given) != 1:
+            raise ConfigError(f"case {self.case_id}: give exactly one of mask, bbox, bbox-mm or seed point (+ radius)")
+        if (self.seed_mm is None) != (self.radius_mm is None):
+            raise ConfigError(f"case {self.case_id}: a seed point needs a radius and a radius needs a seed point")
+
+
+@dataclass(frozen=True)
+class ExtractionOptions:
+    """Settings shared by every case of a run (the fingerprint of finished cases includes them)."""
+
+    params: str = "ct"
+    distances_mm: tuple[float, ...] = DEFAULT_DISTANCES_MM
+    box_dilation: bool = False
+    segmenter: str = "otsu"
+    tissue: str | None = None
+    diagnostics: bool = False
+    save_masks: Path | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_distances(self.distances_mm)
+        if self.segmenter not in SEGMENTERS:
+            raise ConfigError(f"unknown segmenter {self.segmenter!r} (choose from {', '.join(SEGMENTERS)})")
+        if self.tissue is not None and self.tissue not in TISSUES:
+            raise ConfigError(f"unknown tissue {self.tissue!r} (choose from {', '.join(TISSUES)})")
+
+
+def lesion_mask(case: CaseSpec, image: Volume, options: ExtractionOptions) -> Volume:
+    """The case's lesion on the image grid: the given mask, or a segmentation inside its box."""
+    if case.mask is not None:
+        return read_mask(case.mask, image, label=case.mask_label)
+    if case.bbox is not None:
+        box = box_from_voxels(case.bbox, image)
+    elif case.bbox_mm is not None:
+        box = box_from_mm(case.bbox_mm, image)
+    else:
+        assert case.seed_mm is not None and case.radius_mm is not None
+        box = box_from_seed(case.seed_mm, case.radius_mm, image)
+    return segment_in_box(image, box, method=options.segmenter, seed=options.seed)
+
+
+def save_regions(image: Volume, regions: list[Region], folder: Path) -> None:
+    """``folder/<region>_<d>mm.nii.gz`` for every region, on the image grid with the image's affine."""
+    for region in regions:
+        write_nifti(image.with_data(region.on_grid().astype(np.uint8)), folder / f"{region.key}.nii.gz")
+
+
+def case_regions(case: CaseSpec, options: ExtractionOptions) -> tuple[Volume, list[Region]]:
+    """Read the case's image, find its lesion and build its regions (saved when ``save_masks`` is set)."""
+    image = read_volume(case.image)
+    lesion = lesion_mask(case, image, options)
+    tissue = None
+    if case.tissue_mask is not None:
+        tissue = read_mask(case.tissue_mask, image).data > 0
+    elif options.tissue is not None:
+        tissue = tissue_mask(image, tissue=options.tissue, within=shell_crop(lesion, max(options.distances_mm)))
+    regions = peritumoral_regions(lesion, distances_mm=options.distances_mm, box_dilation=options.box_dilation, tissue=tissue)
+    if options.save_masks is not None:
+        save_regions(image, regions, Path(options.save_masks) / case.case_id)
+    return image, regions
+
+
+def _optional_path(value: str | None, base: Path) -> Path | None:
+    return (base / value) if value and value.strip() else None
+
+
+def read_manifest(path: str | Path) -> list[CaseSpec]:
+    """Cases from a CSV with ``image`` and one of ``mask``, ``bbox`` (``i0 j0 k0 i1 j1 k1``), ``bbox_mm``
+    or ``seed_mm`` + ``radius_mm``; optional ``case_id``, ``mask_label``, ``tissue_mask``. Other columns
+    (such as ``label``, the class) are ignored here. Paths are relative to the CSV's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError("no such manifest file", path=path)
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "image" not in reader.fieldnames:
+            raise InvalidInputError("manifest needs an 'image' column (and mask, bbox, bbox_mm or seed_mm + radius_mm)", path=path)
+        rows = list(reader)
+    if not rows:
+        raise InvalidInputError("manifest lists no cases", path=path)
+    base, cases, seen = path.parent, [], set()
+    for line, row in enumerate(rows, start=2):
+        def cell(name: str) -> str | None:
+            value = row.get(name)
+            return value.strip() if value and value.strip() else None
+
+        try:
+            image = _optional_path(cell("image"), base)
+            if image is None:
+                raise ConfigError("empty image cell")
+            case_id = safe_case_id(cell("case_id")) if cell("case_id") else case_id_from_path(image)
+            bbox, bbox_mm, seed = cell("bbox"), cell("bbox_mm"), cell("seed_mm")
+            radius = cell("radius_mm")
+            case = CaseSpec(
+                case_id=case_id,
+                image=image,
+                mask=_optional_path(cell("mask"), base),
+                mask_label=cell("mask_label"),
+                bbox=parse_numbers(bbox, count=6, what="bbox") if bbox else None,
+                bbox_mm=parse_numbers(bbox_mm, count=6, what="bbox_mm") if bbox_mm else None,
+                seed_mm=parse_numbers(seed, count=3, what="seed_mm") if seed else None,
+                radius_mm=parse_numbers(radius, count=1, what="radius_mm")[0] if radius else None,
+                tissue_mask=_optional_path(cell("tissue_mask"), base),
+            )
+        except ConfigError as error:
+            raise InvalidInputError(f"line {line}: {error.problem}", path=path) from None
+        if case.case_id in seen:
+            raise InvalidInputError(f"line {line}: case id {case.case_id!r} repeats", path=path)
+        seen.add(case.case_id)
+        cases.append(case)
+    return cases
