@@ -103,3 +103,14 @@ def threshold_level(heatmap: np.ndarray, rule: ThresholdRule) -> float:
 def binarize(heatmap: np.ndarray, level: float) -> np.ndarray:
     """The voxels strictly above ``level`` (a level from :func:`threshold_level`), as a boolean array."""
     return np.asarray(heatmap) > level
+
+
+def parse_threshold_list(text: str, *, paper: tuple[ThresholdRule, ...]) -> tuple[ThresholdRule, ...]:
+    """Candidate rules for a sweep: ``paper`` (the given default list) or comma-separated rules
+    (``multiotsu-offset:0.2,multiotsu-offset:0.3,percentile:99``)."""
+    if text.strip() == "paper":
+        return paper
+    rules = tuple(parse_threshold(part) for part in text.split(",") if part.strip())
+    if not rules:
+        raise ConfigError("the sweep grid lists no threshold")
+    return rules

@@ -1,0 +1,47 @@
+"""``medxai segment MODEL_DIR SCAN... -o DIR``: weakly-supervised masks from class heatmaps."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+import typer
+
+from . import console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("segment")
+    def segment(
+        model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model directory (medxai train output)."),
+        scans: List[str] = typer.Argument(..., metavar="SCAN...", help="Scans ('flair.nii.gz;t1c.nii.gz' for several channels) or labels.csv manifests."),
+        out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder: DIR/<case_id>/{mask,heatmap}.nii.gz, segmentation.json."),
+        threshold: str = typer.Option("multiotsu-offset:0.5", "--threshold", help="multiotsu-offset[:OFFSET], otsu, percentile:P or fixed:T."),
+        method: str = typer.Option("own", "--method", help="'own' (a GP model's heatmap) or an attribution method (gradcam, smoothgrad, ...)."),
+        target: str = typer.Option("predicted", "--target", help="'predicted' or a class name."),
+        negative_class: str = typer.Option("normal", "--negative-class", help="A scan predicted as this class gets an empty mask."),
+        lcc: bool = typer.Option(False, "--lcc/--no-lcc", help="Keep only the largest connected component."),
+        fill_holes: bool = typer.Option(False, "--fill-holes/--no-fill-holes", help="Fill enclosed cavities."),
+        masks: List[Path] = typer.Option([], "--mask", help="Reference mask per scan (in order): Dice, IoU, HD95 in mm."),
+        sweep: bool = typer.Option(False, "--sweep", help="Choose the threshold by median Dice on the cases with masks."),
+        sweep_grid: str = typer.Option("paper", "--sweep-grid", help="'paper' (multiotsu-offset 0.4..1.0) or comma-separated thresholds."),
+        seed: int = typer.Option(0, "--seed", help="Seed of stochastic attribution methods."),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    ) -> None:
+        """Threshold each scan's class heatmap into a mask on the scan's own grid (Chatterjee et al.)."""
+        from medxai.segmentation.segment import PAPER_SWEEP, SegmentSettings, collect_inputs, segment_scans
+        from medxai.segmentation.threshold import parse_threshold, parse_threshold_list
+
+        settings = SegmentSettings(rule=parse_threshold(threshold), method=method, target=target,
+                                   negative_class=negative_class, keep_largest=lcc, fill_holes=fill_holes, seed=seed)
+        grid = parse_threshold_list(sweep_grid, paper=PAPER_SWEEP) if sweep else None
+        cases = collect_inputs(scans, masks=masks)
+        with console.progress() as progress:
+            summary = segment_scans(model_dir, cases, out_dir, settings=settings, sweep=grid, device=device, progress=progress)
+        if json_output:
+            console.print_json(summary)
+            return
+        typer.echo(f"segmented {summary['cases']} case(s) into {out_dir} with {summary['threshold']} ({summary['chosen_by']})")
+        if summary["scored"]:
+            typer.echo(f"median Dice {summary['median_dice']:.3f}, median IoU {summary['median_iou']:.3f}, "
+                       f"median HD95 {summary['median_hd95_mm']} mm over {summary['scored']} case(s) with masks")

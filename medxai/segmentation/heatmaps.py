@@ -1,0 +1,97 @@
+"""The class heatmap a weakly-supervised mask is cut from: a GP model's own map or a post-hoc attribution.
+
+``own`` is the network's output map of the target class (GP-UNet & co., Chatterjee et al.); any method
+name of :mod:`medxai.attribution` (``gradcam``, ``smoothgrad``, ...) gives that method's map of the same
+class, so post-hoc maps of an ordinary classifier are thresholded by exactly the same rules. The map is
+computed on the model grid and mapped to the scan's native grid with linear interpolation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from medxai.errors import ConfigError
+from medxai.models.model_dir import LoadedModel
+from medxai.models.weakseg import has_heatmaps
+from medxai.volume import Volume
+
+OWN = "own"
+CAM_METHODS = ("gradcam", "gradcampp", "smooth_gradcampp")
+
+
+@dataclass(frozen=True, eq=False)
+class ClassMap:
+    """One case's target-class map: on the model grid (``model_map``) and on the native grid (``heatmap``).
+
+    ``empty_reason`` is set when no mask should be cut (the prediction is the negative class)."""
+
+    model_map: np.ndarray
+    heatmap: Volume
+    predicted: str
+    probabilities: dict[str, float]
+    target: str
+    method: str
+    empty_reason: str | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+def _target_index(classes: Sequence[str], target: str, predicted: int) -> int:
+    if target == "predicted":
+        return predicted
+    if target not in classes:
+        raise ConfigError(f"target class {target!r} is not one of the model's classes ({', '.join(classes)})")
+    return list(classes).index(target)
+
+
+def _attribution_map(model: LoadedModel, inputs: torch.Tensor, *, method: str, index: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    from medxai.attribution.base import Execution
+    from medxai.attribution.registry import create_method
+    from medxai.attribution.targets import ClassTarget
+
+    # CAM methods hook the layer the architecture registered (when it did), else their own automatic choice
+    options = {"layer": model.target_layer} if method in CAM_METHODS and model.target_layer else None
+    explainer = create_method(method, model.network, execution=Execution(device=str(model.device), seed=seed), options=options)
+    attribution = explainer.attribute(inputs, ClassTarget(index))
+    # input-space methods give one map per input channel: their sum is the voxel's total attribution
+    return attribution[0].sum(dim=0).cpu().numpy(), dict(explainer.diagnostics)
+
+
+def class_map(
+    model: LoadedModel, channels: Sequence[Volume], *, method: str = OWN, target: str = "predicted",
+    negative_class: str | None = "normal", seed: int = 0,
+) -> ClassMap:
+    """The ``target`` class map of one scan (its channel volumes, in the model's channel order).
+
+    With ``target="predicted"`` and a prediction equal to ``negative_class`` the map is still computed
+    (for inspection) but ``empty_reason`` says the mask must be empty: a scan classified as lesion-free
+    has no lesion to segment."""
+    prepared = model.preprocessor.prepare(list(channels))
+    inputs = prepared.tensor.as_tensor()[None].to(model.device, torch.float32)
+    network = model.network.eval()
+    with torch.no_grad():
+        logits = network(inputs)
+    probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+    predicted = int(np.argmax(probabilities))
+    index = _target_index(model.classes, target, predicted)
+    diagnostics: dict[str, Any] = {}
+    if method == OWN:
+        if not has_heatmaps(network):
+            raise ConfigError(f"method 'own' needs a model with its own class heatmaps (--arch gp-unet, gp-shuffleunet, "
+                              f"gp-reconresnet); this one is {model.arch!r}: use a post-hoc method such as gradcam")
+        with torch.no_grad():
+            model_map = network.heatmaps(inputs)[0, index].float().cpu().numpy()
+    else:
+        model_map, diagnostics = _attribution_map(model, inputs, method=method, index=index, seed=seed)
+    heatmap = model.preprocessor.to_native(model_map, prepared, interpolation="linear")
+    name = model.classes[index]
+    empty = None
+    if target == "predicted" and negative_class is not None and name == negative_class:
+        empty = f"predicted class is the negative class {negative_class!r}"
+    return ClassMap(
+        model_map=model_map, heatmap=heatmap.with_data(heatmap.data.astype(np.float32)),
+        predicted=model.classes[predicted], probabilities={c: float(p) for c, p in zip(model.classes, probabilities)},
+        target=name, method=method, empty_reason=empty, diagnostics=diagnostics,
+    )
