@@ -1,0 +1,141 @@
+"""``medxai score`` and ``medxai validate``: how faithful, robust, sane and well-localised explanations are."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from . import console
+
+_TABLE_COLUMNS = (
+    ("method", "method"), ("infidelity", "infid."), ("max_sensitivity", "max-sens."), ("deletion_auc", "del. AUC"),
+    ("insertion_auc", "ins. AUC"), ("sanity_spearman", "rand. rho"), ("pointing_game", "pointing"),
+    ("mass_in_mask", "mass in mask"), ("auroc", "AUROC"), ("com_distance_mm", "CoM dist mm"),
+)
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def print_table(rows: list[dict[str, Any]], *, title: str) -> None:
+    """A rich table of the scores on stdout; a method failing the sanity check is marked FAIL in red."""
+    from rich.table import Table
+
+    shown = [(key, label) for key, label in _TABLE_COLUMNS if any(key in row for row in rows)]
+    table = Table(title=title)
+    for label in ["case", *[label for _, label in shown], "sanity"]:
+        table.add_column(label, justify="left" if label in ("case", "method") else "right")
+    for row in rows:
+        verdict = {True: "[green]pass[/green]", False: "[bold red]FAIL[/bold red]"}.get(row.get("sanity_pass"), "-")
+        table.add_row(row["case_id"], *[_cell(row.get(key)) for key, _ in shown], verdict)
+    console.stdout.print(table)
+
+
+def print_ranking(summary: dict[str, Any], *, models: list[dict[str, Any]]) -> None:
+    """The benchmark's ranking as a table on stdout (plain text when not a terminal)."""
+    from rich.table import Table
+
+    metric = summary["rank_by"]
+    table = Table(title=f"explainer ranking by {metric} (mean [95% CI]); models: " + ", ".join(
+        f"seed {m['seed']} test AUC {_cell(m['test_auc'])}" for m in models))
+    for label in ("rank", "method", metric, "rank CI", "pointing", "AUROC", "CoM dist mm", "del. AUC", "ins. AUC", "sanity"):
+        table.add_column(label, justify="left" if label == "method" else "right")
+    for entry in summary["ranking"]:
+        verdict = {True: "pass", False: "[bold red]FAIL[/bold red]"}.get(entry.get("sanity_pass"), "-")
+        table.add_row(
+            str(entry["rank"]), entry["method"],
+            f"{_cell(entry[metric])} [{_cell(entry[metric + '_low'])}, {_cell(entry[metric + '_high'])}]",
+            f"{entry['rank_low']:g}-{entry['rank_high']:g}", _cell(entry.get("pointing_game")), _cell(entry.get("auroc")),
+            _cell(entry.get("com_distance_mm")), _cell(entry.get("deletion_auc")), _cell(entry.get("insertion_auc")), verdict,
+        )
+    console.stdout.print(table)
+
+
+def warn_failed_sanity(rows: list[dict[str, Any]]) -> None:
+    failed = sorted({row["method"] for row in rows if row.get("sanity_pass") is False})
+    if failed:
+        console.info(f"warning: {', '.join(failed)} failed the model-randomisation sanity check: the map barely "
+                     "changes when the model's weights are destroyed, so it does not show what the model learned")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("score")
+    def score(
+        model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model directory (or TorchScript file)."),
+        scans: List[Path] = typer.Argument(..., metavar="SCAN...", help="Scans to explain and score (one case each)."),
+        methods: List[str] = typer.Option([], "--method", "-m", help="Attribution method (repeat); default smoothgrad."),
+        masks: List[Path] = typer.Option([], "--mask", help="Ground-truth mask on the scan's grid, one per SCAN in order."),
+        output: Path = typer.Option(..., "-o", "--output", help="scores.csv to write (one row per case x method)."),
+        target: str = typer.Option("predicted", "--target", help="'predicted' or a class name."),
+        seed: int = typer.Option(0, "--seed", help="Seed of every random perturbation and randomisation."),
+        tolerance_mm: float = typer.Option(0.0, "--tolerance-mm", min=0.0, help="Pointing-game tolerance in mm."),
+        sanity_threshold: float = typer.Option(0.5, "--sanity-threshold", help="Fail when |map| Spearman after full randomisation >= this."),
+        sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="Compute max-sensitivity (explains perturbed copies)."),
+        sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the model-randomisation sanity check."),
+        device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+        json_output: bool = typer.Option(False, "--json", help="Print the rows (with the sanity cascade) as JSON."),
+    ) -> None:
+        """Faithfulness (infidelity, deletion), robustness (max-sensitivity), sanity and, with masks, localisation in mm."""
+        from medxai.attribution.registry import DEFAULT_METHOD
+        from medxai.errors import BatchIncompleteError
+        from medxai.metrics.model_grid import ScoreSettings
+        from medxai.metrics.scoring import score_cases, write_scores_csv
+        from medxai.models.model_dir import load_model
+        from medxai.models.train import resolve_device
+
+        settings = ScoreSettings(tolerance_mm=tolerance_mm, sanity_threshold=sanity_threshold, sensitivity=sensitivity, sanity=sanity)
+        model = load_model(model_dir, device=resolve_device(device))
+        with console.progress() as progress:
+            rows, failures = score_cases(model, scans, methods=methods or [DEFAULT_METHOD], masks=masks, seed=seed,
+                                         target=target, settings=settings, progress=progress)
+        if failures and not rows and len(failures) == 1:
+            raise failures[0][1]
+        write_scores_csv(rows, output, columns=settings.columns(with_mask=bool(masks)))
+        warn_failed_sanity(rows)
+        if json_output:
+            console.print_json(rows)
+        elif sys.stdout.isatty():
+            print_table(rows, title=f"scores ({output})")
+        console.info(f"wrote {len(rows)} rows to {output}")
+        if failures:
+            for case_id, error in failures:
+                console.info(f"failed {case_id}: {error}")
+            raise BatchIncompleteError(f"{len(failures)} of {len(scans)} scans failed", failed=[c for c, _ in failures])
+
+    @app.command("validate")
+    def validate(
+        output: Path = typer.Option(..., "-o", "--output", help="Folder for validate.csv, validate.json, validate.png."),
+        quick: bool = typer.Option(False, "--quick", help="A smoke-test size (one seed, a few 16^3 phantoms, two methods)."),
+        seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Independently trained models (default 3)."),
+        cases: Optional[int] = typer.Option(None, "--cases", min=4, help="Training phantoms per seed (default 64)."),
+        test_cases: Optional[int] = typer.Option(None, "--test-cases", min=2, help="Held-out phantoms per seed, half with a lesion (default 16)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs per seed (default 25)."),
+        size: Optional[int] = typer.Option(None, "--size", min=16, help="Phantom size in 1 mm voxels (default 32)."),
+        methods: List[str] = typer.Option([], "--method", "--methods", "-m", help="Methods to rank (repeat); default all."),
+        rank_by: Optional[str] = typer.Option(None, "--rank-by", help="Ranking metric (default mass_in_mask)."),
+        seed: int = typer.Option(0, "--seed", help="First seed; seeds are SEED, SEED+1, ..."),
+        json_output: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
+    ) -> None:
+        """Known-ground-truth benchmark: train on phantoms whose lesion decides the label, rank the explainers."""
+        from medxai.validation.benchmark import ValidateSettings, run_validation
+        from medxai.validation.report import write_outputs
+
+        given = {"seeds": seeds, "cases": cases, "test_cases": test_cases, "epochs": epochs, "size": size,
+                 "rank_by": rank_by, "methods": tuple(methods) or None, "seed": seed}
+        overrides = {key: value for key, value in given.items() if value is not None}
+        settings = ValidateSettings.quick(**overrides) if quick else ValidateSettings(**overrides)
+        with console.progress() as progress:
+            result = run_validation(settings, progress=progress)
+        summary = write_outputs(result, output)
+        warn_failed_sanity(summary["ranking"])
+        if json_output:
+            console.print_json(summary)
+        else:
+            print_ranking(summary, models=result["models"])
+        console.info(f"wrote {output / 'validate.csv'}, validate.json, validate.png ({result['seconds']:.0f} s)")

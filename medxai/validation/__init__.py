@@ -1,0 +1,1 @@
+"""``medxai validate``: a known-ground-truth benchmark of the attribution methods on phantoms."""
