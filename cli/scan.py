@@ -60,12 +60,15 @@ def register(app: typer.Typer) -> None:
         scan: Path = typer.Argument(..., help="DICOM folder or file, NIfTI, NRRD or MHA."),
         output: Path = typer.Option(..., "-o", "--output", help="Folder for <series>.nii.gz + <series>.json."),
         json_output: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
+        resample_tilt: bool = typer.Option(
+            False, "--resample-tilt", help="Resample gantry-tilted series onto an orthogonal grid (linear) instead of refusing them."
+        ),
     ) -> None:
         """Every 3D series to NIfTI plus a JSON sidecar of acquisition metadata (no patient identifiers)."""
         from medxai.io.convert import convert_scan
 
         with console.progress() as callback:
-            report = convert_scan(scan, output, progress=callback)
+            report = convert_scan(scan, output, resample_tilt=resample_tilt, progress=callback)
         for note in report.skipped:
             console.info(f"skipped series {note}")
         if json_output:

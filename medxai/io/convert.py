@@ -62,6 +62,7 @@ def sidecar(volume: Volume) -> dict[str, Any]:
         "rescale": volume.metadata.get("rescale"),
         "slice_spacing_mm": volume.metadata.get("slice_spacing"),
         "geometry": summary,
+        "history": [{"name": step.name, "params": dict(step.params)} for step in volume.history],
         "converter": f"medxai {__version__}",
     }
 
@@ -80,8 +81,12 @@ def _unique(name: str, uid: str, taken: set[str]) -> str:
     return name
 
 
-def convert_scan(path: str | Path, out_dir: str | Path, *, progress: ProgressCallback | None = None) -> ConvertReport:
-    """Write every 3D series in ``path`` (DICOM folder or file, NIfTI, NRRD/MHA) to ``out_dir``."""
+def convert_scan(path: str | Path, out_dir: str | Path, *, resample_tilt: bool = False,
+                 progress: ProgressCallback | None = None) -> ConvertReport:
+    """Write every 3D series in ``path`` (DICOM folder or file, NIfTI, NRRD/MHA) to ``out_dir``.
+
+    Gantry-tilted series fail the conversion unless ``resample_tilt`` resamples them (linear, recorded).
+    """
     from medxai.io.dicom import load_series, require_series
 
     path, out_dir = Path(path), Path(out_dir)
@@ -91,11 +96,12 @@ def convert_scan(path: str | Path, out_dir: str | Path, *, progress: ProgressCal
         return ConvertReport(written=tuple(written), skipped=())
     series = require_series(path)
     # A truncated file may carry a cut SeriesInstanceUID and leave a gap in its real series: name it first.
-    broken = sorted((s for s in series if s.problem and not s.skippable), key=lambda s: not s.problem.startswith("truncated"))
+    broken = sorted((s for s in series if not s.readable(resample_tilt=resample_tilt) and not s.skippable),
+                    key=lambda s: not (s.problem or "").startswith("truncated"))
     if broken:
         raise InvalidInputError(f"series {broken[0].label()}: {broken[0].problem}", path=path)
-    volumes = [s for s in series if s.is_volume]
-    skipped = tuple(f"{s.label()}: {s.problem}" for s in series if not s.is_volume)
+    volumes = [s for s in series if s.readable(resample_tilt=resample_tilt)]
+    skipped = tuple(f"{s.label()}: {s.problem}" for s in series if not s.readable(resample_tilt=resample_tilt))
     if not volumes:
         raise InvalidInputError(f"no 3D series to convert ({'; '.join(skipped)})", path=path)
     taken: set[str] = set()
@@ -104,8 +110,8 @@ def convert_scan(path: str | Path, out_dir: str | Path, *, progress: ProgressCal
         for done, info in enumerate(volumes):
             if progress:
                 progress("converting series", done, len(volumes))
-            _write(load_series(info, root=path), _unique(series_name(info.number, info.description, info.uid), info.uid, taken),
-                   out_dir, written)
+            volume = load_series(info, root=path, resample_tilt=resample_tilt)
+            _write(volume, _unique(series_name(info.number, info.description, info.uid), info.uid, taken), out_dir, written)
     except (MedxaiError, OSError):
         for item in written:
             for file in (item.image, item.sidecar):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from scipy import ndimage
 from pydicom.dataset import Dataset
 
 from medxai.errors import InvalidInputError
@@ -38,7 +39,8 @@ def _short(error: BaseException) -> str:
     return text.split(" - ")[0]
 
 
-def select_series(series: list[SeriesInfo], root: Path, *, series_uid: str | None = None) -> SeriesInfo:
+def select_series(series: list[SeriesInfo], root: Path, *, series_uid: str | None = None,
+                  resample_tilt: bool = False) -> SeriesInfo:
     """The one series to read: ``series_uid``, else the only 3D series; refuse ambiguity with the candidates."""
     if series_uid is not None:
         matching = [s for s in series if s.uid == series_uid]
@@ -47,7 +49,7 @@ def select_series(series: list[SeriesInfo], root: Path, *, series_uid: str | Non
             raise InvalidInputError(f"no series with SeriesInstanceUID {series_uid} (found: {found})", path=root)
         chosen = matching[0]
     else:
-        volumes = [s for s in series if s.is_volume]
+        volumes = [s for s in series if s.readable(resample_tilt=resample_tilt)]
         if len(volumes) > 1:
             listing = "; ".join(s.label() for s in volumes)
             raise InvalidInputError(
@@ -58,8 +60,8 @@ def select_series(series: list[SeriesInfo], root: Path, *, series_uid: str | Non
             listing = "; ".join(f"{s.label()}: {s.problem}" for s in series)
             raise InvalidInputError(f"no series forms a 3D volume ({listing})", path=root)
         chosen = volumes[0] if volumes else series[0]
-    if chosen.problem:
-        raise InvalidInputError(chosen.problem, path=root)
+    if not chosen.readable(resample_tilt=resample_tilt):
+        raise InvalidInputError(chosen.problem or "not a 3D volume", path=root)
     return chosen
 
 
@@ -79,13 +81,15 @@ def require_series(path: Path) -> list[SeriesInfo]:
     raise InvalidInputError(f"is a DICOM {kind} object, not an image", path=path)
 
 
-def read_dicom_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
+def read_dicom_volume(path: str | Path, *, series_uid: str | None = None, resample_tilt: bool = False) -> Volume:
     """Read the 3D series in a folder tree (or one enhanced multi-frame file) with its exact geometry.
 
     With several 3D series in the folder, ``series_uid`` picks one; otherwise the error lists them.
+    A gantry-tilted series is refused unless ``resample_tilt`` (see :func:`load_series`).
     """
     path = Path(path)
-    return load_series(select_series(require_series(path), path, series_uid=series_uid), root=path)
+    chosen = select_series(require_series(path), path, series_uid=series_uid, resample_tilt=resample_tilt)
+    return load_series(chosen, root=path, resample_tilt=resample_tilt)
 
 
 def _read_dataset(path: Path, root: Path) -> Dataset:
@@ -167,11 +171,31 @@ def _rescaled(stored: np.ndarray, frames: tuple[Frame, ...]) -> np.ndarray:
     return out
 
 
-def load_series(info: SeriesInfo, *, root: Path) -> Volume:
-    """Decode, rescale and stack one discovered series (its geometry re-validated here)."""
-    geometry = stack_geometry(info.frames, root=root)
+def _untilt(stack: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Shift each (rows, columns) slice in-plane by its (i, j) voxel offset onto the orthogonal grid
+    (linear interpolation, as dcm2niix's gantry-tilt correction; outside filled with the minimum)."""
+    fill = float(stack.min())
+    out = np.empty(stack.shape, dtype=np.float32)
+    for k, (shift_i, shift_j) in enumerate(shifts):
+        out[k] = ndimage.shift(stack[k].astype(np.float32), (shift_j, shift_i), order=1, mode="grid-constant", cval=fill)
+    return out
+
+
+def load_series(info: SeriesInfo, *, root: Path, resample_tilt: bool = False) -> Volume:
+    """Decode, rescale and stack one discovered series (its geometry re-validated here).
+
+    With ``resample_tilt`` a gantry-tilted stack is resampled onto the orthogonal grid through its first
+    slice (float32, recorded in the history); otherwise it is refused.
+    """
+    geometry = stack_geometry(info.frames, root=root, resample_tilt=resample_tilt)
     stored, first = _stack_pixels(geometry.frames, root)
-    data = _rescaled(stored, geometry.frames).transpose(2, 1, 0)  # (k, row, column) -> (i, j, k), no copy
+    stack = _rescaled(stored, geometry.frames)
+    steps = [Step("read_dicom", {"series_uid": info.uid, "files": info.n_files, "frames": len(geometry.frames)})]
+    if geometry.tilt_shifts is not None:
+        stack = _untilt(stack, geometry.tilt_shifts)
+        largest = float(np.abs(geometry.tilt_shifts).max())
+        steps.append(Step("resample_gantry_tilt", {"max_shift_voxels": round(largest, 4), "interpolation": "linear"}))
+    data = stack.transpose(2, 1, 0)  # (k, row, column) -> (i, j, k), no copy
     slopes = [f.slope for f in geometry.frames]
     intercepts = [f.intercept for f in geometry.frames]
     metadata = {
@@ -187,5 +211,4 @@ def load_series(info: SeriesInfo, *, root: Path) -> Volume:
         "rescale": {"slope": [min(slopes), max(slopes)], "intercept": [min(intercepts), max(intercepts)]},
         "acquisition": acquisition_metadata(first),
     }
-    step = Step("read_dicom", {"series_uid": info.uid, "files": info.n_files, "frames": len(geometry.frames)})
-    return Volume(data=data, affine=geometry.affine, metadata=metadata, history=(step,))
+    return Volume(data=data, affine=geometry.affine, metadata=metadata, history=tuple(steps))

@@ -28,14 +28,23 @@ class NotAVolumeError(InvalidInputError):
     """Valid DICOM that is simply not a 3D volume: a single image, a 4D series, a projection image."""
 
 
+class GantryTiltError(InvalidInputError):
+    """Slices stacked obliquely to their own plane (gantry tilt): readable only by explicit resampling."""
+
+
 @dataclass(frozen=True)
 class StackGeometry:
-    """Frames sorted along the slice normal, the grid shape (columns, rows, slices) and its RAS affine."""
+    """Frames sorted along the slice normal, the grid shape (columns, rows, slices) and its RAS affine.
+
+    ``tilt_shifts`` (slices x 2, in voxels along i and j) is set only when a tilted stack was accepted
+    for resampling: slice k must be shifted by it to land on the orthogonal grid of ``affine``.
+    """
 
     frames: tuple[Frame, ...]
     shape: tuple[int, int, int]
     affine: np.ndarray
     slice_spacing: float
+    tilt_shifts: np.ndarray | None = None
 
 
 def describe_frame(frame: Frame, root: Path) -> str:
@@ -103,12 +112,13 @@ def _check_positions(ordered: list[Frame], distances: np.ndarray, root: Path) ->
     )
 
 
-def stack_geometry(frames: Sequence[Frame], *, root: Path) -> StackGeometry:
+def stack_geometry(frames: Sequence[Frame], *, root: Path, resample_tilt: bool = False) -> StackGeometry:
     """Sort ``frames`` along the slice normal, validate the stack and build its RAS affine.
 
     Refuses (``InvalidInputError``, naming ``root``): missing geometry, mixed sizes or orientations,
-    a single slice, 4D stacks, duplicate positions, gantry tilt (positions drifting in-plane) and
-    uneven slice steps such as a missing slice.
+    a single slice, 4D stacks, duplicate positions, gantry tilt (positions drifting in-plane; accepted
+    with ``resample_tilt``, returning the per-slice shifts onto an orthogonal grid) and uneven slice
+    steps such as a missing slice.
     """
     if not frames:
         raise NotAVolumeError("no image frames", path=root)
@@ -124,10 +134,11 @@ def stack_geometry(frames: Sequence[Frame], *, root: Path) -> StackGeometry:
     _check_positions(ordered, distances, root)
     in_plane = (positions - positions[0]) @ np.stack([row, column], axis=1)
     drift = float(np.linalg.norm(in_plane, axis=1).max())
-    if drift > TILT_TOLERANCE_FRACTION * min(row_spacing, column_spacing):
-        raise InvalidInputError(
+    tilted = drift > TILT_TOLERANCE_FRACTION * min(row_spacing, column_spacing)
+    if tilted and not resample_tilt:
+        raise GantryTiltError(
             f"slices are not stacked perpendicular to the image plane (gantry tilt or sheared stack: {drift:.3f} mm "
-            "in-plane drift across the stack); tilted series are refused, resampling them is not supported",
+            "in-plane drift across the stack); refused unless resampled explicitly (convert --resample-tilt)",
             path=root,
         )
     steps = np.diff(distances)
@@ -148,4 +159,5 @@ def stack_geometry(frames: Sequence[Frame], *, root: Path) -> StackGeometry:
     lps[:3, 2] = normal * spacing
     lps[:3, 3] = positions[0]
     shape = (frames[0].columns, frames[0].rows, len(frames))
-    return StackGeometry(frames=tuple(ordered), shape=shape, affine=LPS_TO_RAS @ lps, slice_spacing=spacing)
+    shifts = in_plane / np.array([column_spacing, row_spacing]) if tilted else None
+    return StackGeometry(frames=tuple(ordered), shape=shape, affine=LPS_TO_RAS @ lps, slice_spacing=spacing, tilt_shifts=shifts)

@@ -23,7 +23,7 @@ from pydicom.uid import UID
 
 from medxai.errors import InvalidInputError
 from medxai.io.dicom_frames import Frame, frames_of
-from medxai.io.dicom_geometry import NotAVolumeError, stack_geometry
+from medxai.io.dicom_geometry import GantryTiltError, NotAVolumeError, stack_geometry
 
 # What a damaged or foreign file can make pydicom raise while parsing a header.
 HEADER_ERRORS = (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, struct.error, OverflowError)
@@ -48,6 +48,7 @@ class SeriesInfo:
     is_volume: bool
     problem: str | None
     skippable: bool
+    tilted: bool = False
 
     @property
     def n_files(self) -> int:
@@ -56,6 +57,10 @@ class SeriesInfo:
     @property
     def n_frames(self) -> int:
         return len(self.frames)
+
+    def readable(self, *, resample_tilt: bool = False) -> bool:
+        """True when the series can be read as a 3D volume (a tilted one only with ``resample_tilt``)."""
+        return self.is_volume or (resample_tilt and self.tilted)
 
     def label(self) -> str:
         """A short, identifier-free label: ``#<number> '<description>' (<uid>)``."""
@@ -142,7 +147,7 @@ def _make_series(uid: str, members: list[tuple[Path, Dataset]], broken: list[Pat
     frames = tuple(frame for path, dataset in members for frame in frames_of(dataset, path))
     files = tuple(path for path, _ in members) + tuple(broken)
     problem: str | None = None
-    skippable = False
+    skippable = tilted = False
     image_types = {str(v).upper() for _, d in members for v in (d.get("ImageType") or [])}
     if broken:
         names = ", ".join(_relative(p, root) for p in broken[:3])
@@ -154,6 +159,8 @@ def _make_series(uid: str, members: list[tuple[Path, Dataset]], broken: list[Pat
             stack_geometry(frames, root=root)
         except NotAVolumeError as error:
             problem, skippable = error.problem, True
+        except GantryTiltError as error:
+            problem, tilted = error.problem, True
         except InvalidInputError as error:
             problem, skippable = error.problem, "LOCALIZER" in image_types
     return SeriesInfo(
@@ -167,6 +174,7 @@ def _make_series(uid: str, members: list[tuple[Path, Dataset]], broken: list[Pat
         is_volume=problem is None,
         problem=problem,
         skippable=skippable,
+        tilted=tilted,
     )
 
 
