@@ -79,7 +79,7 @@ def run_pipeline(
     out = Path(out_dir).absolute()
     cases = discover_cases(input_path)
     stages = active_stages(pipeline)
-    setup = _preflight(pipeline, stages, workers=dask_local or workers, remote=dask_scheduler is not None)
+    setup = _preflight(pipeline, stages, cases, workers=dask_local or workers, remote=dask_scheduler is not None)
     clock = time.monotonic()
     on_dask = dask_scheduler is not None or dask_local is not None
     backend = dask_executor(scheduler=dask_scheduler, local_workers=dask_local) if on_dask else local_executor(workers=workers)
@@ -119,9 +119,10 @@ def run_pipeline(
     return summary
 
 
-def _preflight(pipeline: Pipeline, stages: list[StageSpec], *, workers: int, remote: bool) -> WorkerSetup:
+def _preflight(pipeline: Pipeline, stages: list[StageSpec], cases: list[Case], *, workers: int,
+               remote: bool) -> WorkerSetup:
     """Check the configuration once, before any case: open the model (on the CPU, then dropped) and run
-    each stage's ``check(pipeline, model)``, so a bad model or option is one exit-4 line, not N failures."""
+    each stage's ``check(pipeline, model, cases)``, so a bad model or option is one exit-4 line, not N failures."""
     model_path = pipeline["model"]["path"]
     needs_model = [s.section for s in stages if s.needs_model]
     model = None
@@ -134,7 +135,7 @@ def _preflight(pipeline: Pipeline, stages: list[StageSpec], *, workers: int, rem
         model = load_model(model_path, device="cpu")
     for stage in stages:
         if stage.check is not None:
-            resolve(stage.check)(pipeline, model)
+            resolve(stage.check)(pipeline, model, cases)
     return WorkerSetup(
         model_path=str(model_path) if model is not None else None,
         model_hash=model_digest(Path(model_path)) if model is not None else None,

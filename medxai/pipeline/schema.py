@@ -30,6 +30,7 @@ class Key:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     nullable: bool = False
+    names: tuple[str, ...] = ()  # for paths: names taken as they are (presets), not resolved as files
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -67,9 +68,13 @@ SECTIONS: dict[str, dict[str, Key]] = {
         seed=Key("int", 0, "random seed of stochastic methods", minimum=0),
     ),
     "radiomics": _stage(
-        mask=Key("str", "input", "which mask delimits the lesion", choices=("input", "segment")),
-        expansions=Key("number_list", [0, 2, 4, 6, 8, 10, 12], "peritumoral shell distances in mm"),
-        params=Key("path", None, "PyRadiomics parameter file (default: medxai's)", nullable=True),
+        mask=Key("str", "input", "the lesion: the input's mask or the segment stage's", choices=("input", "segment")),
+        expansions=Key("number_list", [0, 2, 4, 6, 8, 10, 12], "peritumoral distances in mm (0 = the lesion)",
+                       minimum=0),
+        params=Key("path", "ct", "PyRadiomics parameter file, or a preset: ct, mr, ibsi", names=("ct", "mr", "ibsi")),
+        tissue=Key("str", None, "clip shells to this tissue: lung or body", choices=("lung", "body"), nullable=True),
+        box_dilation=Key("bool", False, "also the per-axis box dilation regions of Tushar et al. 2024"),
+        save_masks=Key("bool", False, "write every region as OUT/<case_id>/regions/<region>_<d>mm.nii.gz"),
     ),
     "report": _stage(
         case_pdf=Key("bool", True, "write OUT/<case_id>/report.pdf"),
@@ -253,7 +258,7 @@ def check_value(spec: Key, value: Any, *, key: str, file: Path, base: Path, flag
         raise fail("one of " + ", ".join(spec.choices))
     if spec.minimum is not None and any(isinstance(i, (int, float)) and i < spec.minimum for i in items):
         raise fail(f"a value >= {spec.minimum:g}")
-    if spec.kind == "path":
+    if spec.kind == "path" and value not in spec.names:
         path = Path(value).expanduser()
         return path if path.is_absolute() else (base / path).resolve()
     return list(value) if isinstance(value, list) else value

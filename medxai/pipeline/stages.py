@@ -41,7 +41,7 @@ StageFunction = Callable[[CaseContext], None]
 @dataclass(frozen=True)
 class StageSpec:
     """A stage: the section that configures it, its per-case function (import path), whether it needs the
-    model, the key that turns it on, and optional import paths of ``check(pipeline, model)`` (once before
+    model, the key that turns it on, and optional import paths of ``check(pipeline, model, cases)`` (once before
     any case: raise ConfigError early) and ``finish(pipeline, out_dir, done_case_ids)`` (run once after
     the last case, e.g. the cohort summary)."""
 
@@ -53,8 +53,12 @@ class StageSpec:
     finish: str | None = None
 
 
+_STEPS = "medxai.pipeline.steps"
 # The fixed order stages run in; a pipeline turns them on with ``<section>.enabled`` (``model.predict``).
-STAGES: list[StageSpec] = []
+STAGES: list[StageSpec] = [
+    StageSpec("radiomics", f"{_STEPS}.radiomics:run", needs_model=False, check=f"{_STEPS}.radiomics:check",
+              finish=f"{_STEPS}.radiomics:finish"),
+]
 
 
 def register_stage(spec: StageSpec, *, keys: Mapping[str, Key] | None = None) -> None:
