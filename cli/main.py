@@ -47,10 +47,12 @@ def main(
 def _register_commands() -> None:
     """Each command module is light to import; heavy libraries load inside the commands."""
     from . import run as run_commands  # the module cli/run.py (not this file's run() entry point)
+    from . import radiomics as radiomics_commands
     from . import sample_data, scan
     from . import score as score_commands
     from . import segment as segment_commands
 
+    radiomics_commands.register(app)
     run_commands.register(app)
     sample_data.register(app)
     scan.register(app)

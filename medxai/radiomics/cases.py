@@ -145,3 +145,32 @@ def read_manifest(path: str | Path) -> list[CaseSpec]:
         seen.add(case.case_id)
         cases.append(case)
     return cases
+
+
+def cases_from_source(
+    source: str | Path,
+    *,
+    mask: Path | None = None,
+    mask_label: str | None = None,
+    bbox: str | None = None,
+    bbox_mm: str | None = None,
+    seed_mm: str | None = None,
+    radius_mm: float | None = None,
+    tissue_mask: Path | None = None,
+) -> list[CaseSpec]:
+    """A manifest (``.csv``) or one image with exactly one of mask / bbox / bbox-mm / seed + radius."""
+    source = Path(source)
+    single = (mask, bbox, bbox_mm, seed_mm, radius_mm, tissue_mask, mask_label)
+    if source.suffix.lower() == ".csv":
+        if any(v is not None for v in single):
+            raise ConfigError("with a manifest, give masks, boxes and tissue masks as manifest columns, not options")
+        return read_manifest(source)
+    if not source.exists():
+        raise InvalidInputError("no such image file or folder", path=source)
+    return [CaseSpec(
+        case_id=case_id_from_path(source), image=source, mask=mask, mask_label=mask_label,
+        bbox=parse_numbers(bbox, count=6, what="--bbox") if bbox else None,
+        bbox_mm=parse_numbers(bbox_mm, count=6, what="--bbox-mm") if bbox_mm else None,
+        seed_mm=parse_numbers(seed_mm, count=3, what="--seed-point") if seed_mm else None,
+        radius_mm=radius_mm, tissue_mask=tissue_mask,
+    )]
