@@ -54,17 +54,26 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "explain": _stage(
         methods=Key("str_list", ["integrated_gradients"], "attribution methods (medxai explain --method)"),
-        target=Key("target", "predicted", "'predicted', a class name or a class index"),
+        target=Key("target", "predicted", "'predicted' or a class name"),
         seed=Key("int", 0, "random seed of stochastic methods", minimum=0),
         batch_size=Key("int", 8, "perturbed inputs per forward pass", minimum=1),
     ),
     "score": _stage(
         methods=Key("str_list", None, "methods to score (default: explain.methods)", nullable=True),
-        seed=Key("int", 0, "random seed of the perturbation metrics", minimum=0),
+        target=Key("target", "predicted", "'predicted' or a class name"),
+        seed=Key("int", 0, "seed of every random perturbation and randomisation", minimum=0),
+        sensitivity=Key("bool", True, "compute max-sensitivity (explains perturbed copies)"),
+        sanity=Key("bool", True, "run the model-randomisation sanity check"),
+        sanity_threshold=Key("number", 0.5, "fail when |map| Spearman after full randomisation >= this", minimum=0),
+        tolerance_mm=Key("number", 0.0, "pointing-game tolerance in mm (with input masks)", minimum=0),
     ),
     "segment": _stage(
-        method=Key("str", "integrated_gradients", "attribution method whose heatmap becomes the mask"),
-        threshold=Key("str", "otsu", "heatmap threshold: otsu, or a quantile such as 'q0.95'"),
+        method=Key("str", "own", "'own' (the model's class heatmaps: gp-* models) or an attribution method"),
+        threshold=Key("str", "multiotsu-offset:0.5", "multiotsu-offset[:OFFSET], otsu, percentile:P or fixed:T"),
+        target=Key("target", "predicted", "'predicted' or a class name"),
+        negative_class=Key("str", "normal", "a case predicted as this class gets an empty mask", nullable=True),
+        keep_largest=Key("bool", False, "keep only the largest connected component"),
+        fill_holes=Key("bool", False, "fill holes in the mask"),
         seed=Key("int", 0, "random seed of stochastic methods", minimum=0),
     ),
     "radiomics": _stage(
@@ -284,7 +293,7 @@ _TYPE_CHECKS = {
     "device": _is_device,
     "str_list": lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(i, str) and i for i in v),
     "number_list": lambda v: isinstance(v, list) and len(v) > 0 and all(_is_number(i) for i in v),
-    "target": lambda v: (isinstance(v, str) and v != "") or (isinstance(v, int) and not isinstance(v, bool)),
+    "target": lambda v: isinstance(v, str) and v != "",
 }
 _EXPECTED = {
     "bool": "true or false",
@@ -295,7 +304,7 @@ _EXPECTED = {
     "device": "cpu, cuda, cuda:N or auto",
     "str_list": "a non-empty list of strings",
     "number_list": "a non-empty list of numbers",
-    "target": "'predicted', a class name or a class index",
+    "target": "'predicted' or a class name",
 }
 
 

@@ -31,6 +31,7 @@ class CaseContext:
     case_dir: Path
     model: Any = None
     scan: Volume | None = None
+    channels: list[Volume] = field(default_factory=list)
     mask: Volume | None = None
     results: dict[str, Any] = field(default_factory=dict)
 
@@ -56,6 +57,10 @@ class StageSpec:
 _STEPS = "medxai.pipeline.steps"
 # The fixed order stages run in; a pipeline turns them on with ``<section>.enabled`` (``model.predict``).
 STAGES: list[StageSpec] = [
+    StageSpec("score", f"{_STEPS}.score:run", needs_model=True, check=f"{_STEPS}.score:check",
+              finish=f"{_STEPS}.score:finish"),
+    StageSpec("segment", f"{_STEPS}.segment:run", needs_model=True, check=f"{_STEPS}.segment:check",
+              finish=f"{_STEPS}.segment:finish"),
     StageSpec("radiomics", f"{_STEPS}.radiomics:run", needs_model=False, check=f"{_STEPS}.radiomics:check",
               finish=f"{_STEPS}.radiomics:finish"),
 ]
@@ -86,25 +91,24 @@ def resolve(target: str) -> Callable[..., Any]:
 
 
 def read_scan(context: CaseContext) -> None:
-    """Read the case's scan (and mask when the pipeline uses input masks); write ``scan.json``.
+    """Read the case's scan (every channel; ``scan`` is the first) and its mask when the pipeline uses
+    input masks; write ``scan.json``.
 
     ``scan.json`` records the grid every output of the case lies on (shape, spacing, affine, orientation)
     and the intensity range: geometry and statistics only, never identifiers or times.
     """
-    from medxai.errors import InvalidInputError
     from medxai.io.readers import read_mask, read_volume
 
     case, settings = context.case, context.pipeline["input"]
-    if case.extra_channels:
-        raise InvalidInputError(f"has {1 + len(case.extra_channels)} channels; pipelines take single-channel scans",
-                                path=case.image)
     context.scan = read_volume(case.image, series_uid=case.series_uid)
+    context.channels = [context.scan, *(read_volume(path) for path in case.extra_channels)]
     if case.mask is not None and settings["masks"]:
         context.mask = read_mask(case.mask, context.scan, label=settings["mask_label"])
     data = np.asarray(context.scan.data)
     record = {
         "case_id": case.case_id,
         "label": case.label,
+        "channels": len(context.channels),
         "shape": list(context.scan.shape),
         "spacing_mm": [round(s, 6) for s in context.scan.spacing],
         "orientation": context.scan.orientation,

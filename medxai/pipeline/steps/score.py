@@ -1,0 +1,43 @@
+"""Score stage: faithfulness, robustness, sanity and (with an input mask) localisation of each method.
+
+Per case :func:`medxai.metrics.scoring.score_case` writes ``OUT/<case_id>/scores.csv`` (the ``medxai score``
+columns); at the end ``OUT/scores.csv`` holds every done case (one row per case x method).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from medxai.pipeline.inputs import Case
+from medxai.pipeline.schema import Pipeline
+from medxai.pipeline.stages import CaseContext
+from medxai.pipeline.steps.checks import check_methods, check_target
+from medxai.pipeline.tables import merge_case_tables
+
+SCORES = "scores.csv"
+
+
+def methods_of(pipeline: Pipeline) -> list[str]:
+    return list(pipeline["score"]["methods"] or pipeline["explain"]["methods"])
+
+
+def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
+    key = "score.methods" if pipeline["score"]["methods"] else "explain.methods"
+    check_methods(pipeline, key, methods_of(pipeline))
+    check_target(pipeline, "score.target", pipeline["score"]["target"], model)
+
+
+def run(context: CaseContext) -> None:
+    from medxai.metrics.model_grid import ScoreSettings
+    from medxai.metrics.scoring import score_case, write_scores_csv
+
+    options = context.pipeline["score"]
+    settings = ScoreSettings(tolerance_mm=float(options["tolerance_mm"]), sanity_threshold=float(options["sanity_threshold"]),
+                             sensitivity=options["sensitivity"], sanity=options["sanity"])
+    rows = score_case(context.model, context.scan, methods=methods_of(context.pipeline), mask=context.mask,
+                      seed=options["seed"], target=options["target"], settings=settings, case_id=context.case.case_id)
+    write_scores_csv(rows, context.case_dir / SCORES, columns=settings.columns(with_mask=context.mask is not None))
+
+
+def finish(pipeline: Pipeline, out_dir: Path, done: Sequence[str]) -> None:
+    merge_case_tables(out_dir, done, SCORES)
