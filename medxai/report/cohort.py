@@ -1,0 +1,188 @@
+"""The one-page cohort summary of a batch: cases and their status, predictions, failures with their
+reasons, and the distribution of each explanation score per method (box plots).
+
+Input is a run folder (``medxai run`` output: ``manifest.csv``, ``scores.csv``, per-case ``prediction.json``
+/ ``explanations.json`` / ``scan.json``) or a :class:`Cohort` built by the caller (the demo).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from reportlab.platypus import Flowable, KeepInFrame, Paragraph, Spacer, Table, TableStyle
+
+from medxai.errors import InvalidInputError
+from medxai.report import layout
+from medxai.report.figures import bar_counts, box_plots
+from medxai.report.layout import Styles, text
+from medxai.report.verdicts import flag, number
+
+BOX_METRICS = ("infidelity", "max_sensitivity", "sanity_spearman", "mass_in_mask", "auroc", "com_distance_mm")
+MAX_FAILURES_LISTED = 8
+
+
+@dataclass(frozen=True)
+class CohortCase:
+    """One case of a batch: its status (done, failed, skipped), why it failed, what the model said."""
+
+    case_id: str
+    status: str = "done"
+    error: str = ""
+    prediction: str | None = None
+    probability: float | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A batch to summarise: cases, ``scores.csv`` rows (one per case x method) and free-text notes."""
+
+    title: str
+    cases: Sequence[CohortCase]
+    scores: Sequence[Mapping[str, str]] = ()
+    notes: Sequence[str] = field(default_factory=tuple)
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"unreadable JSON ({error})", path=path) from None
+    return payload if isinstance(payload, dict) else {}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return [dict(r) for r in csv.DictReader(handle)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InvalidInputError(f"unreadable CSV ({error})", path=path) from None
+
+
+def _predicted(folder: Path) -> tuple[str | None, float | None]:
+    for name in ("prediction.json", "explanations.json", "segmentation.json"):
+        record = _json_or_empty(folder / name)
+        source = record.get("provenance", record) if name == "explanations.json" else record
+        prediction = source.get("prediction") or source.get("predicted")
+        probabilities = source.get("probabilities")
+        if prediction:
+            p = probabilities.get(prediction) if isinstance(probabilities, dict) else None
+            return str(prediction), (float(p) if p is not None else None)
+    return None, None
+
+
+def collect_run(run_dir: str | Path) -> Cohort:
+    """A :class:`Cohort` from a ``medxai run`` output folder (its ``manifest.csv`` lists every case)."""
+    out = Path(run_dir)
+    manifest = _rows(out / "manifest.csv")
+    if not manifest:
+        raise InvalidInputError("no manifest.csv: not a medxai run folder", path=out)
+    cases = []
+    for row in manifest:
+        folder = out / row["case_id"]
+        prediction, probability = _predicted(folder) if row.get("status") == "done" else (None, None)
+        label = _json_or_empty(folder / "scan.json").get("label")
+        cases.append(CohortCase(row["case_id"], row.get("status", ""), row.get("error", ""), prediction, probability,
+                                str(label) if label else None))
+    record = _json_or_empty(out / "run.json")
+    title = f"Run summary: {record.get('pipeline', {}).get('name') or out.name}"
+    return Cohort(title=title, cases=cases, scores=_rows(out / "scores.csv"))
+
+
+def _score_values(scores: Sequence[Mapping[str, str]]) -> dict[str, dict[str, list[float]]]:
+    values: dict[str, dict[str, list[float]]] = {metric: {} for metric in BOX_METRICS}
+    for row in scores:
+        for metric in BOX_METRICS:
+            value = number(row, metric)
+            if value is not None:
+                values[metric].setdefault(row.get("method", "?"), []).append(value)
+    return values
+
+
+def _sanity_table(scores: Sequence[Mapping[str, str]], styles: Styles) -> Table | None:
+    by_method: dict[str, list[bool]] = {}
+    for row in scores:
+        passed = flag(row, "sanity_pass")
+        if passed is not None:
+            by_method.setdefault(row.get("method", "?"), []).append(passed)
+    if not by_method:
+        return None
+    rows = [["method", "sanity check passed", "verdict"]]
+    for method, results in by_method.items():
+        share = sum(results) / len(results)
+        verdict = "usable" if share == 1 else "do not rely on it" if share == 0 else "unreliable on some cases"
+        rows.append([method, f"{sum(results)} of {len(results)} cases", verdict])
+    return layout.grid_table(rows, styles=styles)
+
+
+def _status_table(cohort: Cohort, styles: Styles) -> Table:
+    status = Counter(case.status for case in cohort.cases)
+    rows = [["cases", "done", "failed", "skipped"],
+            [str(len(cohort.cases)), str(status.get("done", 0)), str(status.get("failed", 0)), str(status.get("skipped", 0))]]
+    return layout.grid_table(rows, styles=styles)
+
+
+def _prediction_rows(cohort: Cohort, styles: Styles) -> list[Flowable]:
+    done = [c for c in cohort.cases if c.prediction is not None]
+    if not done:
+        return [Paragraph("No predictions recorded.", styles.body)]
+    counts = Counter(c.prediction for c in done)
+    story: list[Flowable] = []
+    labelled = [c for c in done if c.label is not None]
+    if labelled:
+        agree = sum(c.label == c.prediction for c in labelled)
+        story.append(Paragraph(f"Prediction equals the known label in {agree} of {len(labelled)} labelled cases "
+                               f"({100 * agree / len(labelled):.0f}%).", styles.body))
+    chart = layout.png_image(bar_counts(dict(sorted(counts.items())), title="cases per predicted class"), width=190)
+    return [chart, *story]
+
+
+def _failures(cohort: Cohort, styles: Styles) -> list[Flowable]:
+    failed = [c for c in cohort.cases if c.status == "failed"]
+    if not failed:
+        return [Paragraph("No case failed.", styles.body)]
+    rows = [["case", "reason"]] + [[c.case_id, c.error or "unknown"] for c in failed[:MAX_FAILURES_LISTED]]
+    story: list[Flowable] = [layout.grid_table(rows, styles=styles, widths=[90, 420])]
+    if len(failed) > MAX_FAILURES_LISTED:
+        story.append(Paragraph(f"… and {len(failed) - MAX_FAILURES_LISTED} more (see manifest.csv).", styles.small))
+    return story
+
+
+def cohort_story(cohort: Cohort, *, size: tuple[float, float]) -> list[Flowable]:
+    """The flowables of the summary, shrunk to fit one page."""
+    styles = Styles.make()
+    width = layout.frame_width(size)
+    left: list[Flowable] = [Paragraph("Cases", styles.heading), _status_table(cohort, styles), Spacer(1, 4),
+                            *_prediction_rows(cohort, styles)]
+    sanity = _sanity_table(cohort.scores, styles)
+    right: list[Flowable] = [Paragraph("Sanity check per method", styles.heading),
+                             sanity if sanity is not None else Paragraph("No sanity results.", styles.body)]
+    columns = Table([[left, right]], colWidths=[0.45 * width, 0.55 * width], hAlign="LEFT")
+    columns.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    content: list[Flowable] = [
+        Paragraph(text(cohort.title), styles.title),
+        Paragraph(text(layout.DISCLAIMER), styles.warning), Spacer(1, 4), columns,
+        Paragraph("Failures", styles.heading), *_failures(cohort, styles),
+        Paragraph("Explanation scores per method (one point per case)", styles.heading),
+        layout.png_image(box_plots(_score_values(cohort.scores), metrics=BOX_METRICS), width=width),
+        Paragraph("Lower is better for infidelity, max-sensitivity, sanity Spearman (after randomising the model) and "
+                  "centre-of-mass distance; higher is better for mass in lesion and AUROC.", styles.small),
+        *(Paragraph(text(note), styles.small) for note in cohort.notes),
+    ]
+    return [KeepInFrame(width, layout.frame_height(size), content, mode="shrink")]
+
+
+def write_cohort_summary(source: str | Path | Cohort, out_pdf: str | Path, *, page_size: str = "A4") -> Path:
+    """Write the one-page summary of a run folder or a :class:`Cohort` to ``out_pdf`` atomically."""
+    cohort = source if isinstance(source, Cohort) else collect_run(source)
+    size = layout.page_size(page_size)
+    return layout.build_pdf(cohort_story(cohort, size=size), out_pdf, size=size, title=cohort.title,
+                            running="medxai cohort summary")

@@ -1,0 +1,234 @@
+"""Gather what earlier commands wrote about one case into :class:`CaseResults` (reads files, computes nothing).
+
+Sources, all optional except the heatmaps' scan: ``explanations.json`` + ``<method>.nii.gz`` (explain),
+``scores.csv`` (score, or a pipeline case folder), ``segmentation.json`` + ``mask.nii.gz`` (segment),
+``features.csv`` (radiomics), ``prediction.json``/``scan.json`` (pipeline), a radiomics study folder
+(``auc.csv`` + ``auc_vs_distance.png``), and the model folder's ``medxai-model.json``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from medxai.errors import InvalidInputError, UsageError
+from medxai.io.readers import read_mask, read_volume
+from medxai.report.provenance import ModelSummary, read_model_summary, scan_metadata
+from medxai.volume import Volume
+
+EXPLANATIONS = "explanations.json"
+SEGMENTATION = "segmentation.json"
+STUDY_FILES = ("auc.csv", "auc_vs_distance.png")
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """One attribution method's heatmap on the scan's grid, what it means, and its scores row."""
+
+    name: str
+    heatmap: Volume
+    sign: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+    scores: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """The weakly-supervised mask of the case and its record (``segmentation.json``)."""
+
+    mask: Volume
+    record: Mapping[str, Any]
+
+    @property
+    def volume_ml(self) -> float | None:
+        value = self.record.get("mask", {}).get("volume_ml")
+        return float(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class Radiomics:
+    """Per-case feature rows (lesion and peritumoral regions) and, when given, a cohort study."""
+
+    rows: Sequence[Mapping[str, str]] = ()
+    study_auc: Sequence[Mapping[str, str]] = ()
+    study_plot: bytes | None = None
+
+
+@dataclass(frozen=True)
+class CaseResults:
+    """Everything a case report shows. ``identifiers`` is empty unless they were asked for."""
+
+    case_id: str
+    scan: Volume
+    methods: Sequence[MethodResult]
+    mask: Volume | None = None
+    prediction: str | None = None
+    probabilities: Mapping[str, float] = field(default_factory=dict)
+    target: str | None = None
+    model: ModelSummary | None = None
+    segmentation: Segmentation | None = None
+    radiomics: Radiomics | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    identifiers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"unreadable JSON ({error})", path=path) from None
+    if not isinstance(payload, dict):
+        raise InvalidInputError("expected a JSON object", path=path)
+    return payload
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            return [dict(row) for row in csv.DictReader(handle)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InvalidInputError(f"unreadable CSV ({error})", path=path) from None
+
+
+def is_study_dir(folder: Path) -> bool:
+    """A radiomics study output folder (cohort level, attached to every case)."""
+    return all((folder / name).is_file() for name in STUDY_FILES)
+
+
+def _case_ids(folder: Path) -> set[str]:
+    ids = set()
+    for name in (EXPLANATIONS, SEGMENTATION, "prediction.json", "scan.json"):
+        if (folder / name).is_file():
+            value = _json(folder / name).get("case_id")
+            if isinstance(value, str) and value:
+                ids.add(value)
+    return ids or {folder.name}
+
+
+def _methods_record(explanations: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``methods`` of explanations.json as name -> record (a mapping, or a list of records with ``method``)."""
+    methods = explanations.get("methods", {})
+    if isinstance(methods, list):
+        return {str(m.get("method") or m.get("name")): dict(m) for m in methods if isinstance(m, dict)}
+    return {str(name): dict(record) for name, record in methods.items() if isinstance(record, dict)}
+
+
+def _heatmap(folder: Path, name: str, record: Mapping[str, Any], scan: Volume) -> Volume:
+    path = folder / str(record.get("file") or f"{name}.nii.gz")
+    if not path.is_file():
+        raise InvalidInputError(f"heatmap of method {name} is missing", path=path)
+    heatmap = read_volume(path)
+    if not heatmap.same_grid(scan):
+        raise InvalidInputError(f"heatmap grid (shape {heatmap.shape}, orientation {heatmap.orientation}) is not the "
+                                f"scan's (shape {scan.shape}, orientation {scan.orientation})", path=path)
+    return heatmap
+
+
+def _scores(folders: Sequence[Path], scores_csv: Path | None, case_id: str) -> dict[str, dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in [*(f / "scores.csv" for f in folders), *([scores_csv] if scores_csv else [])]:
+        if path.is_file():
+            rows += [r for r in read_csv_rows(path) if r.get("case_id", case_id) == case_id]
+        elif path == scores_csv:
+            raise InvalidInputError("no such scores file", path=path)
+    return {row["method"]: row for row in rows if row.get("method")}
+
+
+def _segmentation(folders: Sequence[Path], scan: Volume) -> Segmentation | None:
+    for folder in folders:
+        if (folder / SEGMENTATION).is_file() and (folder / "mask.nii.gz").is_file():
+            return Segmentation(mask=read_mask_or_empty(folder / "mask.nii.gz", scan), record=_json(folder / SEGMENTATION))
+    return None
+
+
+def read_mask_or_empty(path: Path, scan: Volume) -> Volume:
+    """A weakly-supervised mask may be empty (negative prediction); it must still lie on the scan's grid."""
+    mask = read_volume(path)
+    if not mask.same_grid(scan):
+        raise InvalidInputError("mask grid does not match the scan's grid", path=path)
+    return scan.with_data((mask.data > 0).astype("uint8"))
+
+
+def _radiomics(folders: Sequence[Path], studies: Sequence[Path]) -> Radiomics | None:
+    rows = [r for f in folders if (f / "features.csv").is_file() for r in read_csv_rows(f / "features.csv")]
+    study = studies[0] if studies else None
+    if not rows and study is None:
+        return None
+    return Radiomics(rows=rows, study_auc=read_csv_rows(study / "auc.csv") if study else (),
+                     study_plot=(study / "auc_vs_distance.png").read_bytes() if study else None)
+
+
+def _prediction(explanations: Mapping[str, Any], folders: Sequence[Path]) -> tuple[str | None, dict[str, float]]:
+    """The predicted class and probabilities: explanations.json, else a pipeline's prediction.json."""
+    sources = [explanations.get("provenance", {}), explanations]
+    sources += [_json(f / "prediction.json") for f in folders if (f / "prediction.json").is_file()]
+    for source in sources:
+        probabilities = source.get("probabilities")
+        if isinstance(probabilities, dict) and probabilities:
+            return source.get("prediction"), {str(k): float(v) for k, v in probabilities.items()}
+    return None, {}
+
+
+def load_case(
+    case_dirs: Sequence[str | Path], *, scan: str | Path | Volume | None = None, mask: str | Path | Volume | None = None,
+    model_dir: str | Path | None = None, scores_csv: str | Path | None = None, methods: Sequence[str] | None = None,
+    include_identifiers: bool = False,
+) -> CaseResults:
+    """Read one case's results from ``case_dirs`` (all about the same case; a radiomics study folder may be
+    among them). ``scan``: the explained scan (default: the input path explanations.json records)."""
+    folders = [Path(d) for d in case_dirs]
+    for folder in folders:
+        if not folder.is_dir():
+            raise InvalidInputError("no such case folder", path=folder)
+    studies = [f for f in folders if is_study_dir(f)]
+    folders = [f for f in folders if f not in studies]
+    if not folders:
+        raise UsageError("give at least one case folder (explain, score, segment or pipeline output)")
+    ids = set().union(*(_case_ids(f) for f in folders))
+    if len(ids) > 1:
+        raise UsageError(f"the folders hold different cases ({', '.join(sorted(ids))}): one report is for one case")
+    case_id = ids.pop()
+    explained = [f for f in folders if (f / EXPLANATIONS).is_file()]
+    explanations = _json(explained[0] / EXPLANATIONS) if explained else {}
+    volume, source = _scan(scan, explanations)
+    reference = mask if isinstance(mask, Volume) or mask is None else read_mask(mask, volume)
+    records = {name: (folder, record) for folder in explained for name, record in _methods_record(_json(folder / EXPLANATIONS)).items()}
+    unknown = sorted(set(methods or ()) - set(records))
+    if unknown:
+        raise InvalidInputError(f"no heatmap for method(s) {', '.join(unknown)} (found: {', '.join(records) or 'none'})",
+                                path=folders[0])
+    scores = _scores(folders, Path(scores_csv) if scores_csv else None, case_id)
+    results = [
+        MethodResult(name=name, heatmap=_heatmap(folder, name, record, volume), sign=str(record.get("sign", "signed")),
+                     params=dict(record.get("params", {})), seconds=record.get("seconds"), scores=scores.get(name, {}))
+        for name, (folder, record) in records.items() if methods is None or name in methods
+    ]
+    prediction, probabilities = _prediction(explanations, folders)
+    model_path = model_dir or explanations.get("model", {}).get("path")
+    model = read_model_summary(Path(model_path)) if model_path and Path(model_path).is_dir() else None
+    provenance = dict(explanations.get("provenance", {}))
+    expected = provenance.get("model_sha256") or explanations.get("model", {}).get("sha256")
+    if model is not None and expected and model.sha256 != expected:
+        raise InvalidInputError(f"model weights (sha256 {model.sha256[:12]}...) are not those that produced the "
+                                f"explanations ({str(expected)[:12]}...)", path=model.path)
+    metadata, identifiers = scan_metadata(volume, source, include_identifiers=include_identifiers)
+    return CaseResults(
+        case_id=case_id, scan=volume, methods=results, mask=reference, prediction=prediction,
+        probabilities=probabilities, target=explanations.get("target"), model=model,
+        segmentation=_segmentation(folders, volume), radiomics=_radiomics(folders, studies),
+        provenance=provenance, metadata=metadata, identifiers=identifiers,
+    )
+
+
+def _scan(scan: str | Path | Volume | None, explanations: Mapping[str, Any]) -> tuple[Volume, Path | None]:
+    if isinstance(scan, Volume):
+        return scan, None
+    recorded = explanations.get("input", {}).get("path") if isinstance(explanations.get("input"), dict) else None
+    path = Path(scan) if scan is not None else Path(recorded) if recorded else None
+    if path is None or not path.exists():
+        raise UsageError("the scan to draw the heatmaps on is unknown: pass --scan SCAN (the explained scan)")
+    return read_volume(path), path
