@@ -48,11 +48,13 @@ def _register_commands() -> None:
     """Each command module is light to import; heavy libraries load inside the commands."""
     from . import run as run_commands  # the module cli/run.py (not this file's run() entry point)
     from . import radiomics as radiomics_commands
+    from . import report as report_commands
     from . import sample_data, scan
     from . import score as score_commands
     from . import segment as segment_commands
 
     radiomics_commands.register(app)
+    report_commands.register(app)
     run_commands.register(app)
     sample_data.register(app)
     scan.register(app)

@@ -15,10 +15,11 @@ from typing import Any, Sequence
 from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Paragraph, Spacer
 
 from medxai import __version__
+from medxai.errors import ConfigError
 from medxai.report import layout
 from medxai.report.figures import Colouring, view_grid
 from medxai.report.layout import Styles, text
-from medxai.report.loader import CaseResults, MethodResult
+from medxai.report.loader import CaseResults, MethodResult, load_case
 from medxai.report.verdicts import method_sentences, short_cell
 from medxai.report.views import Reorientation, mask_centre, obliquity_note, peak_index, projection_views, slice_views, threshold_overlay
 
@@ -227,3 +228,18 @@ def write_case_report(results: CaseResults, out_pdf: str | Path, *, page_size: s
     story = case_story(results, size=size, percentile=percentile)
     return layout.build_pdf(story, out_pdf, size=size, title=f"medxai report {results.case_id}",
                             running=f"medxai explanation report · case {results.case_id}")
+
+
+def report_case(
+    case_dirs: Sequence[str | Path], out_pdf: str | Path, *, scan: str | Path | None = None, mask: str | Path | None = None,
+    model_dir: str | Path | None = None, scores_csv: str | Path | None = None, methods: Sequence[str] | None = None,
+    include_identifiers: bool = False, page_size: str = "A4", percentile: float = DEFAULT_PERCENTILE,
+) -> CaseResults:
+    """``medxai report``: gather one case's results from ``case_dirs`` and write its PDF; return what it showed."""
+    layout.page_size(page_size)  # a bad page size fails before anything is read
+    if not 0 <= percentile < 100:
+        raise ConfigError(f"the display percentile must be in [0, 100), got {percentile}")
+    results = load_case(case_dirs, scan=scan, mask=mask, model_dir=model_dir, scores_csv=scores_csv, methods=methods,
+                        include_identifiers=include_identifiers)
+    write_case_report(results, out_pdf, page_size=page_size, percentile=percentile)
+    return results
