@@ -91,6 +91,9 @@ def staged_directory(path: str | Path) -> Iterator[Path]:
         raise ConfigError(f"exists, is not empty and holds no {MODEL_JSON}; refusing to overwrite it", path=target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a model directory gets the usual permissions
     try:
         yield staging
         if target.exists():
@@ -112,7 +115,7 @@ def write_model_files(
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r} (expected {', '.join(TASKS)})")
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in network.state_dict().items()}
-    blob = save_safetensors(state, metadata={"format": FORMAT, "arch": arch})
+    blob = save_safetensors(state, metadata={"format": FORMAT})  # one key: safetensors orders keys arbitrarily
     (folder / WEIGHTS).write_bytes(blob)
     info = {
         "format": FORMAT,

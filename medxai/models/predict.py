@@ -1,0 +1,113 @@
+"""Class probabilities for scans, in batches, from one model or an ensemble (soft voting: mean probability)."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from medxai.errors import ConfigError
+from medxai.io.atomic import write_text_atomic
+from medxai.io.naming import case_id_from_path
+from medxai.models.model_dir import LoadedModel
+from medxai.volume import Volume
+
+Progress = Callable[[str, int, int], None]
+Scan = Path | Sequence[Path]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One case: probabilities per class (ensemble mean), the predicted class and each member's probabilities."""
+
+    case_id: str
+    probabilities: dict[str, float]
+    prediction: str
+    members: tuple[dict[str, float], ...] = field(default=())
+
+
+def scan_channels(scan: Scan) -> tuple[Path, ...]:
+    """The channel files of a scan: one path, a sequence of paths, or ``a.nii.gz;b.nii.gz``."""
+    if isinstance(scan, (str, Path)):
+        return tuple(Path(part) for part in str(scan).split(";") if part)
+    return tuple(Path(part) for part in scan)
+
+
+def unique_case_ids(scans: Sequence[Scan]) -> list[str]:
+    """Case ids from the (first channel's) file names; repeated names get ``_2``, ``_3``... in order."""
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for scan in scans:
+        base = case_id_from_path(scan_channels(scan)[0])
+        seen[base] = seen.get(base, 0) + 1
+        ids.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+    return ids
+
+
+def check_ensemble(models: Sequence[LoadedModel]) -> list[str]:
+    """The shared class list of ``models`` (ConfigError when they differ)."""
+    if not models:
+        raise ConfigError("no model given")
+    classes = list(models[0].classes)
+    for model in models[1:]:
+        if list(model.classes) != classes:
+            raise ConfigError(
+                f"ensemble members disagree on classes: {classes} vs {list(model.classes)}", path=model.path
+            )
+    return classes
+
+
+def model_probabilities(model: LoadedModel, volumes: Sequence[Sequence[Volume]]) -> np.ndarray:
+    """Softmax probabilities (N, classes) of one model for N scans (each a list of channel volumes)."""
+    batch = torch.stack([model.preprocessor.prepare(channels).tensor.as_tensor() for channels in volumes])
+    with torch.inference_mode():
+        logits = model.network(batch.to(model.device, torch.float32)).float()
+    return torch.softmax(logits, dim=1).cpu().numpy()
+
+
+def predict(
+    models: Sequence[LoadedModel], scans: Sequence[Scan], *, batch_size: int = 4, progress: Progress | None = None
+) -> list[Prediction]:
+    """Predict every scan with every model; the ensemble probability is the mean of the members' (soft voting)."""
+    from medxai.io.readers import read_volume
+
+    classes = check_ensemble(models)
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    case_ids = unique_case_ids(scans)
+    predictions: list[Prediction] = []
+    for start in range(0, len(scans), batch_size):
+        chunk = scans[start:start + batch_size]
+        volumes = [[read_volume(path) for path in scan_channels(scan)] for scan in chunk]
+        members = np.stack([model_probabilities(model, volumes) for model in models])  # (models, N, classes)
+        mean = members.mean(axis=0)
+        for row, case_id in enumerate(case_ids[start:start + batch_size]):
+            predictions.append(Prediction(
+                case_id=case_id,
+                probabilities={name: float(p) for name, p in zip(classes, mean[row])},
+                prediction=classes[int(np.argmax(mean[row]))],
+                members=tuple({name: float(p) for name, p in zip(classes, member[row])} for member in members),
+            ))
+        if progress is not None:
+            progress("Predicting", len(predictions), len(scans))
+    return predictions
+
+
+def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
+    """``case_id,prediction,p_<class>...`` with the probability columns in the model's class order."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["case_id", "prediction", *(f"p_{name}" for name in classes)])
+    for item in predictions:
+        writer.writerow([item.case_id, item.prediction, *(f"{item.probabilities[name]:.6f}" for name in classes)])
+    return buffer.getvalue()
+
+
+def write_predictions(predictions: Sequence[Prediction], classes: Sequence[str], path: str | Path) -> Path:
+    """Write ``preds.csv`` atomically."""
+    write_text_atomic(path, predictions_csv(predictions, classes))
+    return Path(path)
