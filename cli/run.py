@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
         counts = {"done": len(summary.done), "failed": len(summary.failed), "skipped": len(summary.skipped)}
         if json_output:
             console.print_json({**counts, "reused": len(summary.reused), "seconds": summary.seconds,
-                                "out": str(summary.out_dir), "manifest": str(summary.manifest), "failed_cases": summary.failed})
+                                "out": str(summary.out_dir), "manifest": str(summary.manifest),
+                                "failed_cases": summary.failed, "model_loads": summary.model_loads})
         else:
             typer.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped "
                        f"in {summary.seconds:.1f} s; per-case status in {summary.manifest}")

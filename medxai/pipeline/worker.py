@@ -9,6 +9,7 @@ import datetime as dt
 import os
 import shutil
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,12 +89,29 @@ def prepare_worker(setup: WorkerSetup) -> Any:
 
 
 def init_worker(setup: WorkerSetup) -> None:
-    """Process-pool initializer: load the model before the first case. A load failure is not raised here
-    (it would break the pool); every case then meets it again in :func:`process_case` and reports it."""
+    """Process-pool initializer: die with the runner, then load the model before the first case. A load
+    failure is not raised here (it would break the pool); every case meets it again and reports it."""
+    _die_with_parent()
     try:
         prepare_worker(setup)
     except CASE_ERRORS:
         return
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the runner dies (even by ``kill -9``), so no orphan keeps
+    writing into OUT/.work while a ``--resume`` run cleans it. Elsewhere a no-op (no such call)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import multiprocessing
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # the runner died before the call: do not linger
+        os._exit(1)
 
 
 def staging_dir(out_dir: Path, case_id: str) -> Path:
