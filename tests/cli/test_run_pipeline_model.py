@@ -19,6 +19,7 @@ import pytest
 PIPELINE = """
 model:
   path: {model}
+  predict: true
 segment:
   enabled: true
   method: saliency
@@ -133,6 +134,11 @@ def test_stages_equal_their_standalone_commands(workspace, cli, tmp_path):
     out = tmp_path / "out"
     run = cli("run", workspace / "pipeline.yaml", "--input", manifest, "-o", out)
     assert run.exit_code == 0, run.stderr
+
+    predicted = cli("predict", workspace / "model", image, "-o", tmp_path / "preds.csv")
+    assert predicted.exit_code == 0, predicted.stderr
+    assert (out / case["case_id"] / "preds.csv").read_text() == (tmp_path / "preds.csv").read_text()
+    assert (out / "preds.csv").read_text() == (tmp_path / "preds.csv").read_text()
 
     standalone = cli("segment", workspace / "model", image, "-o", tmp_path / "seg", "--method", "saliency",
                      "--threshold", "otsu")
