@@ -77,7 +77,7 @@ def run_pipeline(
     if workers < 1 or (dask_local is not None and dask_local < 1):
         raise ConfigError(f"need at least one worker, got {dask_local if dask_local is not None else workers}")
     out = Path(out_dir).absolute()
-    cases = discover_cases(input_path)
+    cases = discover_cases(Path(input_path).absolute())  # absolute: workers may run elsewhere (Dask)
     stages = active_stages(pipeline)
     setup = _preflight(pipeline, stages, cases, workers=dask_local or workers, remote=dask_scheduler is not None)
     clock = time.monotonic()

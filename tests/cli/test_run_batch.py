@@ -43,6 +43,23 @@ def inventory_pipeline(folder: Path) -> Path:
     return path
 
 
+def predict_pipeline(folder: Path) -> Path:
+    """Predictions by a seeded tiny classifier (untrained: the batch machinery is under test, not accuracy)."""
+    import torch
+
+    from medxai.models.model_dir import save_model_dir
+    from medxai.models.preprocessing import PreprocessingConfig
+    from medxai.models.registry import build_network
+
+    torch.manual_seed(0)
+    network = build_network("tiny", in_channels=1, num_classes=2, spatial_size=(16, 16, 16))
+    save_model_dir(folder / "model", network=network, arch="tiny", classes=["lesion", "normal"], task="classification",
+                   preprocessing=PreprocessingConfig(spatial_size=(16, 16, 16)), training={"seeded": 0}, metrics={})
+    path = folder / "predict.yaml"
+    path.write_text("name: predict\nmodel:\n  path: model\n  predict: true\n")
+    return path
+
+
 def test_bad_cases_are_reported_and_the_good_ones_complete(tmp_path, cli):
     scans = tmp_path / "scans"
     for seed in range(3):
@@ -57,7 +74,7 @@ def test_bad_cases_are_reported_and_the_good_ones_complete(tmp_path, cli):
     write_dicom_series(scan_volume(8).with_data(np.ones((20, 18, 10), np.int16)), scans / "dicom_ok")
     out = tmp_path / "out"
 
-    result = cli("run", inventory_pipeline(tmp_path), "--input", scans, "-o", out, "--workers", "2")
+    result = cli("run", predict_pipeline(tmp_path), "--input", scans, "-o", out)
 
     assert result.exit_code == 3, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("medxai: error: 4 of 8 cases failed")
@@ -73,8 +90,10 @@ def test_bad_cases_are_reported_and_the_good_ones_complete(tmp_path, cli):
     for row in rows.values():
         assert "\n" not in row["error"] and str(scans) not in row["error"]   # one line, no input paths
         assert (row["status"] == "done") == (out / row["case_id"]).is_dir()  # folders only for done cases
-    assert rows["good1"]["outputs"] == "good1/scan.json"
+    assert rows["good1"]["outputs"] == "good1/preds.csv;good1/scan.json"
     assert not (out / ".work").exists()
+    with (out / "preds.csv").open(newline="") as handle:               # the cohort table: done cases only
+        assert sorted(row["case_id"] for row in csv.DictReader(handle)) == ["dicom_ok", "good0", "good1", "good2"]
 
 
 def test_schema_errors_exit_4_with_one_line_naming_file_and_key(tmp_path, cli):
