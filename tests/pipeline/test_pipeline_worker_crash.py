@@ -19,7 +19,7 @@ from pathlib import Path
 def run(context):
     if context.case.case_id == "boom":
         with open(Path(context.case.image).parent.parent / "attempts.txt", "a") as handle:
-            handle.write("attempt\n")
+            handle.write("attempt\\n")
         os._exit(7)                       # what a segfault or the out-of-memory killer does to a worker
     Path(context.case_dir, "visited.txt").write_text(context.case.case_id)
 '''
