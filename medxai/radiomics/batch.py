@@ -81,7 +81,8 @@ def _merge(parts: Sequence[Path], output: Path) -> int:
             reader = csv.DictReader(handle)
             columns.update(dict.fromkeys(reader.fieldnames or []))
             rows.extend(reader)
-    ordered = list(LEADING_COLUMNS) + sorted((c for c in columns if c.startswith("diagnostics_")), key=list(columns).index)
+    # PyRadiomics' batch layout: the leading columns, then diagnostics_*, then the features.
+    ordered = list(LEADING_COLUMNS) + [c for c in columns if c.startswith("diagnostics_")]
     ordered += [c for c in columns if c not in ordered]
     _write_rows(rows, output, ordered)
     return len(rows)

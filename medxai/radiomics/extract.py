@@ -11,7 +11,6 @@ origin and normalises over the whole image, and a crop would change the values.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -95,15 +94,3 @@ def extract_features(
         rows.append(row)
     return rows
 
-
-def is_feature_column(name: str) -> bool:
-    """True for PyRadiomics feature columns (not the leading columns, not ``diagnostics_*``)."""
-    return name not in LEADING_COLUMNS and not name.startswith("diagnostics_")
-
-
-def nan_if_missing(value: object) -> float:
-    """A CSV cell as float; empty or unparsable cells are NaN."""
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return math.nan

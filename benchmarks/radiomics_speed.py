@@ -1,0 +1,103 @@
+"""Radiomics throughput: medxai's 7-region extraction (lesion + 6 shells) vs PyRadiomics alone on them.
+
+medxai: read the scan and the lesion once, build the shells (EDT), extract all 7 regions from the one
+loaded image. Peer: PyRadiomics' own extractor run on the same 7 region masks as files (what its batch
+mode does: each region reads the image again). Same parameter file for both. Writes
+``benchmarks/results/radiomics_speed.json``. Run: ``.venv/bin/python benchmarks/radiomics_speed.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DISTANCES = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
+
+
+def _ours(image_path: Path, mask_path: Path, params: str) -> float:
+    from medxai.io.readers import read_mask, read_volume
+    from medxai.radiomics.extract import extract_features
+    from medxai.radiomics.shells import peritumoral_regions
+
+    start = time.perf_counter()
+    image = read_volume(image_path)
+    lesion = read_mask(mask_path, image)
+    regions = [r for r in peritumoral_regions(lesion, distances_mm=DISTANCES) if r.name in ("lesion", "shell")]
+    rows = extract_features(image, regions, case_id="bench", params=params)
+    assert len(rows) == 7
+    return time.perf_counter() - start
+
+
+def _peer(image_path: Path, masks: list[Path], params: str) -> float:
+    from medxai.radiomics.params import load_extractor
+
+    extractor = load_extractor(params)  # PyRadiomics' RadiomicsFeatureExtractor on the same parameter file
+    start = time.perf_counter()
+    for mask in masks:
+        extractor.execute(str(image_path), str(mask), label=1)
+    return time.perf_counter() - start
+
+
+def _region_files(image_path: Path, mask_path: Path, folder: Path) -> list[Path]:
+    from medxai.io.itk import write_itk
+    from medxai.io.readers import read_mask, read_volume
+    from medxai.radiomics.shells import peritumoral_regions
+
+    image = read_volume(image_path)
+    lesion = read_mask(mask_path, image)
+    files = []
+    for region in peritumoral_regions(lesion, distances_mm=DISTANCES):
+        if region.name in ("lesion", "shell"):
+            path = folder / f"{region.key}.nrrd"
+            write_itk(image.with_data(region.on_grid().astype("uint8")), path)
+            files.append(path)
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("MEDXAI_TEST_DATA", ROOT.parent / "shared" / "data")))
+    parser.add_argument("--case", default="lung1")
+    parser.add_argument("--params", default="ct")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "radiomics_speed.json")
+    args = parser.parse_args()
+    image_path = args.data / "pyradiomics" / f"{args.case}_image.nrrd"
+    mask_path = args.data / "pyradiomics" / f"{args.case}_label.nrrd"
+    with tempfile.TemporaryDirectory() as folder:
+        masks = _region_files(image_path, mask_path, Path(folder))
+        _ours(image_path, mask_path, args.params)  # warm-up: imports, file cache
+        ours, peer = [], []
+        for _ in range(args.repeats):
+            ours.append(_ours(image_path, mask_path, args.params))
+            peer.append(_peer(image_path, masks, args.params))
+    from medxai.io.readers import read_volume
+
+    shape = read_volume(image_path).shape
+    record = {
+        "name": f"radiomics_7_regions_{args.case}_{args.params}",
+        "method": "medxai radiomics (lesion + 6 EDT shells, one image load)",
+        "size": f"{shape[0]}x{shape[1]}x{shape[2]}, 7 regions",
+        "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+        "median_s": statistics.median(ours),
+        "peer": "PyRadiomics 3.0.1 RadiomicsFeatureExtractor.execute on the 7 region files",
+        "peer_median_s": statistics.median(peer),
+        "ratio_to_peer": statistics.median(ours) / statistics.median(peer),
+        "repeats": args.repeats,
+        "load_average_1min": os.getloadavg()[0],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    records = json.loads(args.out.read_text()) if args.out.is_file() else []
+    records = [r for r in records if r.get("name") != record["name"]] + [record]
+    args.out.write_text(json.dumps(records, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
