@@ -166,7 +166,7 @@ def cohort_story(cohort: Cohort, *, size: tuple[float, float]) -> list[Flowable]
     right: list[Flowable] = [Paragraph("Sanity check per method", styles.heading),
                              sanity if sanity is not None else Paragraph("No sanity results.", styles.body)]
     columns = Table([[left, right]], colWidths=[0.45 * width, 0.55 * width], hAlign="LEFT")
-    columns.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
+    columns.setStyle(TableStyle([layout.FONT_COMMAND, ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
     content: list[Flowable] = [
         Paragraph(text(cohort.title), styles.title),
         Paragraph(text(layout.DISCLAIMER), styles.warning), Spacer(1, 4), columns,

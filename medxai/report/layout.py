@@ -31,6 +31,8 @@ FONT_BOLD = "DejaVuSans-Bold"
 DISCLAIMER = ("Research tool, not a diagnostic device. The prediction and the heatmaps come from a research "
               "model and must not be used for diagnosis or treatment decisions.")
 MARGIN = 14 * mm
+# Tables set a cell font even around flowables; without this reportlab references (unembedded) Helvetica.
+FONT_COMMAND = ("FONTNAME", (0, 0), (-1, -1), FONT)
 
 
 def page_size(name: str) -> tuple[float, float]:
@@ -97,7 +99,7 @@ def grid_table(rows: Sequence[Sequence[Any]], *, widths: Sequence[float] | None 
     cells = [[cell if isinstance(cell, Flowable) else Paragraph(text(cell), styles.cell) for cell in row] for row in rows]
     table = Table(cells, colWidths=widths, repeatRows=1 if header else 0, hAlign="LEFT")
     commands: list[tuple[Any, ...]] = [
-        ("GRID", (0, 0), (-1, -1), 0.3, colors.HexColor("#999999")),
+        FONT_COMMAND, ("GRID", (0, 0), (-1, -1), 0.3, colors.HexColor("#999999")),
         ("VALIGN", (0, 0), (-1, -1), "TOP"),
         ("LEFTPADDING", (0, 0), (-1, -1), 3), ("RIGHTPADDING", (0, 0), (-1, -1), 3),
         ("TOPPADDING", (0, 0), (-1, -1), 2), ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
@@ -114,7 +116,7 @@ def key_value_table(pairs: Sequence[tuple[str, Any]], *, styles: Styles, width: 
     rows = [[Paragraph(text(key), bold), Paragraph(text(value), styles.cell)] for key, value in pairs]
     table = Table(rows, colWidths=[0.28 * width, 0.72 * width], hAlign="LEFT")
     table.setStyle(TableStyle([
-        ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#cccccc")),
+        FONT_COMMAND, ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LINEBELOW", (0, 0), (-1, -1), 0.25, colors.HexColor("#cccccc")),
         ("TOPPADDING", (0, 0), (-1, -1), 1.5), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
     ]))
     return table
@@ -124,7 +126,7 @@ def boxed(paragraphs: Sequence[Flowable], *, width: float, border: str, fill: st
     """Paragraphs in a coloured box (the disclaimer, the prediction)."""
     table = Table([[list(paragraphs)]], colWidths=[width], hAlign="LEFT")
     table.setStyle(TableStyle([
-        ("BOX", (0, 0), (-1, -1), 1.0, colors.HexColor(border)),
+        FONT_COMMAND, ("BOX", (0, 0), (-1, -1), 1.0, colors.HexColor(border)),
         ("BACKGROUND", (0, 0), (-1, -1), colors.HexColor(fill)),
         ("LEFTPADDING", (0, 0), (-1, -1), 6), ("RIGHTPADDING", (0, 0), (-1, -1), 6),
         ("TOPPADDING", (0, 0), (-1, -1), 4), ("BOTTOMPADDING", (0, 0), (-1, -1), 4),
