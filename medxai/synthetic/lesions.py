@@ -35,6 +35,7 @@ from medxai.synthetic.anatomy import (
 )
 
 HALO_FALLOFF_MM = 1.0
+_CORE_BLUR_MM = 0.8
 _SPHERE = fibonacci_sphere(2000)
 
 
@@ -50,7 +51,9 @@ class Bump:
 @dataclass(frozen=True)
 class LesionSpec:
     """A lesion in world mm. ``irregularity`` scales spicules and margin roughness (0 = smooth margin);
-    ``halo_amplitude`` is the fractional signal change of the tissue within ``halo_width_mm`` outside."""
+    ``halo_amplitude`` is the fractional signal change of the tissue within ``halo_width_mm`` outside;
+    deeper than ``core_depth_mm`` inside the margin the signal is ``core_ratio`` times the rim's (a
+    necrotic or cystic core; 1 = solid)."""
 
     centre_mm: Vector
     radii_mm: Vector
@@ -64,6 +67,8 @@ class LesionSpec:
     halo_amplitude: float
     halo_width_mm: float
     texture: tuple[Wave, ...]
+    core_depth_mm: float = 0.0
+    core_ratio: float = 1.0
     blur_mm: float = 0.3
 
     @property
@@ -112,9 +117,13 @@ def lesion_occupancy(points: Points, distance_mm: np.ndarray, u: np.ndarray, les
     return soft_step(distance_mm, edge_variance(u, lesion_frame(lesion), points))
 
 
-def lesion_intensity(points: Points, lesion: LesionSpec) -> np.ndarray:
-    """The lesion's own signal: its mean intensity with a fine internal texture."""
-    return np.float32(lesion.intensity) * (1.0 + waves(points.local(lesion.centre_mm), lesion.texture))
+def lesion_intensity(points: Points, distance_mm: np.ndarray, lesion: LesionSpec) -> np.ndarray:
+    """The lesion's own signal: its intensity with a fine internal texture and, if any, a darker core."""
+    values = np.float32(lesion.intensity) * (1.0 + waves(points.local(lesion.centre_mm), lesion.texture))
+    if lesion.core_ratio != 1.0:
+        core = soft_step(distance_mm + np.float32(lesion.core_depth_mm), np.float32(_CORE_BLUR_MM**2))
+        values *= 1.0 - np.float32(1.0 - lesion.core_ratio) * core
+    return values
 
 
 def halo_gain(distance_mm: np.ndarray, lesion: LesionSpec) -> np.ndarray:
@@ -127,12 +136,13 @@ def sample_lesion(rng: np.random.Generator, *, inner: Ellipsoid, tissue: float, 
     """A malignant-looking lesion inside ``inner`` (call ``.smooth()`` for its benign twin).
 
     The number of draws does not depend on any class, so a seed gives the same lesion for every label.
-    Radii are log-uniform in 3-10 mm (at a 64 mm field of view), 85 % of lesions are brighter than tissue.
+    Radii are log-uniform in 3-10 mm (at a 64 mm field of view), 85 % of lesions are 1.5-2x brighter than
+    tissue (the others darker), and half of those with all radii over 5 mm have a darker core.
     """
     radius = max(float(np.exp(rng.uniform(np.log(3.0), np.log(10.0)))) * scale, 2.0)
     radii = radius * np.array([1.0, rng.uniform(0.7, 1.0), rng.uniform(0.6, 1.0)])
     rotation = random_rotation(rng)
-    bright, bright_contrast, dark_contrast = rng.uniform() < 0.85, rng.uniform(0.3, 0.9), -rng.uniform(0.35, 0.55)
+    bright, bright_contrast, dark_contrast = rng.uniform() < 0.85, rng.uniform(0.5, 1.0), -rng.uniform(0.4, 0.6)
     contrast = float(bright_contrast if bright else dark_contrast)
     lobes = tuple(Bump(as_vector(unit_vector(rng)), float(rng.uniform(0.0, 0.12)), float(rng.uniform(2.0, 6.0)))
                   for _ in range(3))
@@ -141,12 +151,15 @@ def sample_lesion(rng: np.random.Generator, *, inner: Ellipsoid, tissue: float, 
     roughness = random_waves(rng, count=4, wavelength_mm=(0.35, 0.7), amplitude=0.06)
     irregularity = float(rng.uniform(0.7, 1.0))
     halo_amplitude, halo_width = float(rng.uniform(0.10, 0.22)), float(rng.uniform(4.0, 8.0) * scale)
-    texture = random_waves(rng, count=3, wavelength_mm=(4.0 * scale, 8.0 * scale), amplitude=0.05)
+    texture = random_waves(rng, count=3, wavelength_mm=(4.0 * scale, 8.0 * scale), amplitude=0.08)
+    necrotic, core_ratio, core_depth = rng.uniform() < 0.5, float(rng.uniform(0.45, 0.75)), float(rng.uniform(2.0, 3.0))
+    if not necrotic or min(radii) < 5.0 * scale:
+        core_ratio = 1.0
     lesion = LesionSpec(
         centre_mm=inner.centre_mm, radii_mm=as_vector(radii), rotation=rotation,
         intensity=float(tissue * (1.0 + contrast)), contrast=contrast, lobes=lobes, spicules=spicules,
         roughness=roughness, irregularity=irregularity, halo_amplitude=halo_amplitude, halo_width_mm=halo_width,
-        texture=texture,
+        texture=texture, core_depth_mm=core_depth * scale, core_ratio=core_ratio,
     )
     candidates = points_in(inner, rng, count=512)
     deep = np.flatnonzero(depths_inside(inner, candidates) >= lesion.smooth().extent_mm + 1.0)
@@ -162,17 +175,18 @@ def sample_distractors(rng: np.random.Generator, *, inner: Ellipsoid, lesion: Le
     placed clear of the lesion and its halo when there is room, else clear of the lesion only, shrinking
     it when even that fails; pass the malignant form of the lesion so the placement is label-independent.
     """
+    lesion_extent = max(lesion.extent_mm, lesion.smooth().extent_mm)
     placed: list[Ellipsoid] = []
     for _ in range(int(rng.integers(1, 4))):
         radius = rng.uniform(2.5, 5.5) * scale
         radii = radius * np.array([rng.uniform(1.0, 2.0), 1.0, rng.uniform(0.8, 1.0)])
         blob = Ellipsoid((0.0, 0.0, 0.0), as_vector(radii), random_rotation(rng),
-                         float(tissue * rng.uniform(1.6, 2.3)), blur_mm=0.3)
+                         float(tissue * rng.uniform(1.9, 2.5)), blur_mm=0.3)
         candidates = points_in(inner, rng, count=512)
         for clearance, shrink in ((lesion.halo_width_mm + 2 * HALO_FALLOFF_MM, 1.0), (1.0, 1.0), (1.0, 0.7), (1.0, 0.5)):
             reach = float(radii.max()) * shrink
             valid = (depths_inside(inner, candidates) >= reach + 1.0) & (
-                np.linalg.norm(candidates - lesion.centre_mm, axis=1) >= lesion.extent_mm + clearance + reach)
+                np.linalg.norm(candidates - lesion.centre_mm, axis=1) >= lesion_extent + clearance + reach)
             for other in placed:
                 valid &= np.linalg.norm(candidates - other.centre_mm, axis=1) >= reach + max(other.radii_mm) + 2.0
             if valid.any():

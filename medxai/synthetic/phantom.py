@@ -202,7 +202,7 @@ def _add_lesion(values: np.ndarray, points: Points, spec: PhantomSpec, lesion: L
     for blob in spec.distractors:
         _paint_ellipsoid(values, points, blob)
     occupancy = lesion_occupancy(block, distance, u, lesion)
-    values[slices] = paint(values[slices], occupancy, lesion_intensity(block, lesion).reshape(block.shape))
+    values[slices] = paint(values[slices], occupancy, lesion_intensity(block, distance.reshape(-1), lesion).reshape(block.shape))
     mask = np.zeros(points.shape, dtype=np.uint8)
     mask[slices] = distance <= 0
     return mask
