@@ -38,7 +38,8 @@ def print_table(rows: list[dict[str, Any]], *, title: str) -> None:
 
 
 def print_ranking(summary: dict[str, Any], *, models: list[dict[str, Any]]) -> None:
-    """The benchmark's ranking as a table on stdout (plain text when not a terminal)."""
+    """The benchmark's ranking as a table on stdout."""
+    from rich.console import Console
     from rich.table import Table
 
     metric = summary["rank_by"]
@@ -54,7 +55,9 @@ def print_ranking(summary: dict[str, Any], *, models: list[dict[str, Any]]) -> N
             f"{entry['rank_low']:g}-{entry['rank_high']:g}", _cell(entry.get("pointing_game")), _cell(entry.get("auroc")),
             _cell(entry.get("com_distance_mm")), _cell(entry.get("deletion_auc")), _cell(entry.get("insertion_auc")), verdict,
         )
-    console.stdout.print(table)
+    # a file or pipe gets the whole table, not one wrapped to 80 columns
+    out = console.stdout if console.stdout.is_terminal else Console(width=200, highlight=False, soft_wrap=True)
+    out.print(table)
 
 
 def warn_failed_sanity(rows: list[dict[str, Any]]) -> None:
@@ -113,9 +116,9 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "-o", "--output", help="Folder for validate.csv, validate.json, validate.png."),
         quick: bool = typer.Option(False, "--quick", help="A smoke-test size (one seed, a few 16^3 phantoms, two methods)."),
         seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Independently trained models (default 3)."),
-        cases: Optional[int] = typer.Option(None, "--cases", min=4, help="Training phantoms per seed (default 64)."),
+        cases: Optional[int] = typer.Option(None, "--cases", min=4, help="Training phantoms per seed (default 96)."),
         test_cases: Optional[int] = typer.Option(None, "--test-cases", min=2, help="Held-out phantoms per seed, half with a lesion (default 16)."),
-        epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs per seed (default 25)."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Training epochs per seed (default 12)."),
         size: Optional[int] = typer.Option(None, "--size", min=16, help="Phantom size in 1 mm voxels (default 32)."),
         methods: List[str] = typer.Option([], "--method", "--methods", "-m", help="Methods to rank (repeat); default all."),
         rank_by: Optional[str] = typer.Option(None, "--rank-by", help="Ranking metric (default mass_in_mask)."),

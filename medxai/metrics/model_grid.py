@@ -108,7 +108,11 @@ def faithfulness_scores(
         "insertion_auc": math.nan,
     }
     if settings.sensitivity:
-        explain_rows = lambda batch, **_: torch.cat([explain(network, row[None]) for row in batch])  # noqa: E731
+
+        def explain_rows(batch: torch.Tensor, **_target: Any) -> torch.Tensor:
+            """Methods explain one volume at a time; the target is the case's, bound in ``explain``."""
+            return torch.cat([explain(network, row[None]) for row in batch])
+
         scores["max_sensitivity"] = float(max_sensitivity(
             explain_rows, inputs, perturbation=UniformNoise(settings.sensitivity_radius),
             n_perturb_samples=settings.n_sensitivity, max_examples_per_batch=settings.n_sensitivity, seed=seed)[0])

@@ -44,19 +44,20 @@ class ValidateSettings:
     every registered method. ``rank_by`` is the metric of the ranking (relevance mass accuracy by default)."""
 
     seeds: int = 3
-    cases: int = 64
+    cases: int = 96
     test_cases: int = 16
     size: int = 32
-    epochs: int = 25
+    epochs: int = 12
     arch: str = "tiny"
-    lr: float = 3e-3
+    lr: float = 1e-3
+    batch_size: int = 4
     methods: tuple[str, ...] = ()
     rank_by: str = "mass_in_mask"
     n_boot: int = 1000
     seed: int = 0
     sanity: bool = True
     scores: ScoreSettings = field(default_factory=lambda: ScoreSettings(
-        n_infidelity=8, n_blocks=2, sensitivity=False, sanity=False, deletion_steps=12))
+        n_infidelity=8, n_blocks=2, sensitivity=False, sanity=False, deletion_steps=10))
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.cases < 4 or self.test_cases < 2 or self.epochs < 1:
@@ -94,7 +95,8 @@ def _seed_run(settings: ValidateSettings, methods: Sequence[str], seed: int, wor
     train_csv = make_cohort(work / "train", cases=settings.cases, seed=2 * seed, size=settings.size)
     test_csv = make_cohort(work / "test", cases=settings.test_cases, seed=2 * seed + 1, size=settings.size)
     summary = train_model(train_csv, work / "model", arch=settings.arch, epochs=settings.epochs, lr=settings.lr,
-                          spatial_size=settings.size, seed=seed, device="cpu", patience=settings.epochs)
+                          batch_size=settings.batch_size, spatial_size=settings.size, seed=seed, device="cpu",
+                          patience=settings.epochs)
     model = load_model(work / "model", device="cpu")
     if LESION_CLASS not in model.classes:
         raise ConfigError(f"the phantom model has no {LESION_CLASS!r} class ({model.classes})")

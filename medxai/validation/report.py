@@ -93,14 +93,17 @@ def plot(summary: dict[str, Any], path: Path, *, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ranking = summary["ranking"]
     names = [entry["method"] + ("  (sanity FAIL)" if entry["sanity_pass"] is False else "") for entry in ranking]
     colours = ["#c0392b" if entry["sanity_pass"] is False else "#2c3e50" for entry in ranking]
-    figure, axes = plt.subplots(1, len(PLOTTED), figsize=(3.0 * len(PLOTTED) + 1.5, 0.42 * len(ranking) + 1.6),
+    columns = 3
+    figure, axes = plt.subplots(2, columns, figsize=(4.2 * columns + 1.5, 2 * (0.32 * len(ranking) + 1.3)),
                                 sharey=True, squeeze=False)
     y = np.arange(len(ranking))[::-1]
-    for axis, metric in zip(axes[0], PLOTTED):
+    for number, metric in enumerate(PLOTTED):
+        axis = axes[number // columns][number % columns]
         means = np.array([entry.get(metric, np.nan) for entry in ranking], dtype=float)
         low = np.array([entry.get(f"{metric}_low", np.nan) for entry in ranking], dtype=float)
         high = np.array([entry.get(f"{metric}_high", np.nan) for entry in ranking], dtype=float)
@@ -108,10 +111,12 @@ def plot(summary: dict[str, Any], path: Path, *, title: str) -> None:
         axis.errorbar(means, y, xerr=np.nan_to_num(errors), fmt="none", ecolor="#7f8c8d", capsize=3)
         axis.scatter(means, y, c=colours, zorder=3)
         better = "higher" if METRICS[metric] else "lower"
-        axis.set_title(f"{metric}\n({better} is better)", fontsize=9)
+        axis.set_title(f"{metric} ({better} is better)", fontsize=9)
         axis.grid(axis="x", alpha=0.3)
-    axes[0][0].set_yticks(y)
-    axes[0][0].set_yticklabels(names, fontsize=8)
+        axis.xaxis.set_major_locator(MaxNLocator(5))
+    for row in axes:
+        row[0].set_yticks(y)
+        row[0].set_yticklabels(names, fontsize=8)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     with atomic_path(path) as temporary:
