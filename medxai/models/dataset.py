@@ -2,7 +2,8 @@
 
 ``labels.csv`` has columns ``case_id,image,mask,label`` (mask may be empty). Paths are relative to the
 CSV. ``image`` may list several channel files separated by ``;`` (e.g. ``flair.nii.gz;t1c.nii.gz``), all on
-one grid and in the same order for every case.
+one grid and in the same order for every case. An optional ``group`` column (e.g. the patient a patch
+was cut from) keeps every group on one side of the train/validation split.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class LabelledCase:
     images: tuple[Path, ...]
     mask: Path | None
     label: str
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,12 @@ class LabelledSet:
     @property
     def labels(self) -> list[str]:
         return [case.label for case in self.cases]
+
+    @property
+    def groups(self) -> list[str] | None:
+        """The ``group`` column when every row has one, else None."""
+        groups = [case.group for case in self.cases]
+        return None if any(group is None for group in groups) else groups  # type: ignore[return-value]
 
     @property
     def channel_count(self) -> int:
@@ -83,9 +91,10 @@ def read_labels(data: str | Path) -> LabelledSet:
             raise InvalidInputError(f"line {number}: {len(images)} channel file(s), earlier rows have {len(cases[0].images)}", path=csv_path)
         raw_id = (row.get("case_id") or "").strip()
         mask = (row.get("mask") or "").strip()
+        group = (row.get("group") or "").strip() or None
         cases.append(LabelledCase(
             case_id=safe_case_id(raw_id) if raw_id else case_id_from_path(images[0]), images=images,
-            mask=(csv_path.parent / mask) if mask else None, label=label,
+            mask=(csv_path.parent / mask) if mask else None, label=label, group=group,
         ))
     ids = [case.case_id for case in cases]
     if len(set(ids)) != len(ids):
@@ -107,9 +116,12 @@ def data_sha256(labelled: LabelledSet) -> str:
     return digest.hexdigest()
 
 
-def stratified_split(targets: Sequence[int], *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices with every class in both (scikit-learn's stratified shuffle split)."""
-    from sklearn.model_selection import train_test_split
+def stratified_split(
+    targets: Sequence[int], *, val_fraction: float, seed: int, groups: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices with every class on both sides (scikit-learn). With ``groups``, whole
+    groups go to one side (``StratifiedGroupKFold``, the first of ``round(1 / val_fraction)`` folds)."""
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"validation fraction must be between 0 and 1, got {val_fraction}")
@@ -117,6 +129,15 @@ def stratified_split(targets: Sequence[int], *, val_fraction: float, seed: int) 
     classes, counts = np.unique(targets, return_counts=True)
     if len(classes) < 2 or counts.min() < 2:
         raise InvalidInputError(f"need at least 2 cases of each of at least 2 classes, found counts {counts.tolist()}")
+    if groups is not None:
+        folds = min(max(2, int(round(1.0 / val_fraction))), len(set(groups)))
+        if folds < 2:
+            raise InvalidInputError("a group-wise split needs at least 2 groups")
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        train, val = next(splitter.split(np.zeros(len(targets)), targets, groups=np.asarray(groups)))
+        if len(np.unique(targets[train])) < len(classes) or len(np.unique(targets[val])) < len(classes):
+            raise InvalidInputError("the group-wise split leaves a class out of training or validation; add groups")
+        return np.sort(train), np.sort(val)
     n_val = min(max(int(round(val_fraction * len(targets))), len(classes)), len(targets) - len(classes))
     train, val = train_test_split(np.arange(len(targets)), test_size=n_val, stratify=targets, random_state=seed)
     return np.sort(train), np.sort(val)

@@ -139,7 +139,7 @@ def train_model(
         spatial_size=size, spacing=None if spacing is None else tuple(spacing),  # type: ignore[arg-type]
         channels=channels, intensity=parse_intensity(intensity),
     )
-    train_idx, val_idx = stratified_split(targets, val_fraction=val_fraction, seed=seed)
+    train_idx, val_idx = stratified_split(targets, val_fraction=val_fraction, seed=seed, groups=labelled.groups)
     images = prepare_cases(labelled.cases, Preprocessor(config), progress=progress)
     labels = torch.as_tensor(targets, dtype=torch.long)
 
@@ -203,7 +203,8 @@ def train_model(
         "class_counts": {name: int((targets == i).sum()) for i, name in enumerate(class_names)},
         "epochs": epochs, "epochs_run": len(history), "best_epoch": best["epoch"], "patience": patience,
         "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(weight_decay=1e-4)", "val_fraction": val_fraction,
-        "seed": seed, "device": torch_device.type, "mixed_precision": amp, "class_weights": "inverse frequency",
+        "split": "stratified, by group column" if labelled.groups else "stratified by case", "seed": seed,
+        "device": torch_device.type, "mixed_precision": amp, "class_weights": "inverse frequency",
         "augmentation": "RandFlip x3 (p=0.5), RandAffine (p=0.5, rot 0.15 rad, scale 8%, shift 3 vox), "
                         "RandScaleIntensity 0.1, RandShiftIntensity 0.1", "seconds": round(seconds, 2),
     }
