@@ -88,6 +88,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "report": _stage(
         case_pdf=Key("bool", True, "write OUT/<case_id>/report.pdf"),
         cohort_summary=Key("bool", True, "write the one-page OUT/summary.pdf at the end of the run"),
+        page_size=Key("str", "A4", "A4 or letter"),
+        percentile=Key("number", 95.0, "heatmap display: values below this percentile are transparent", minimum=0),
     ),
 }
 TOP_LEVEL: dict[str, Key] = {

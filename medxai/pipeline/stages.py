@@ -64,6 +64,8 @@ STAGES: list[StageSpec] = [
               finish=f"{_STEPS}.segment:finish"),
     StageSpec("radiomics", f"{_STEPS}.radiomics:run", needs_model=False, check=f"{_STEPS}.radiomics:check",
               finish=f"{_STEPS}.radiomics:finish"),
+    StageSpec("report", f"{_STEPS}.report:run", needs_model=False, check=f"{_STEPS}.report:check",
+              finish=f"{_STEPS}.report:finish"),
 ]
 
 

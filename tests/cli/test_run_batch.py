@@ -90,7 +90,7 @@ def test_bad_cases_are_reported_and_the_good_ones_complete(tmp_path, cli):
     for row in rows.values():
         assert "\n" not in row["error"] and str(scans) not in row["error"]   # one line, no input paths
         assert (row["status"] == "done") == (out / row["case_id"]).is_dir()  # folders only for done cases
-    assert rows["good1"]["outputs"] == "good1/preds.csv;good1/scan.json"
+    assert rows["good1"]["outputs"] == "good1/prediction.json;good1/scan.json"
     assert not (out / ".work").exists()
     with (out / "preds.csv").open(newline="") as handle:               # the cohort table: done cases only
         assert sorted(row["case_id"] for row in csv.DictReader(handle)) == ["dicom_ok", "good0", "good1", "good2"]

@@ -28,6 +28,8 @@ radiomics:
   enabled: true
   mask: input
   expansions: [0, 2]
+report:
+  enabled: true
 """
 TIMINGS = ("started", "finished", "seconds")
 
@@ -55,11 +57,16 @@ def workspace(tmp_path_factory):
 
 
 def digests(out: Path) -> dict[str, str]:
-    """sha256 of every file under OUT; manifest.csv compared without its timing columns."""
+    """sha256 of every file under OUT; manifest.csv without its timing columns; PDFs (which print their
+    creation time) only by their presence and page count."""
+    from pypdf import PdfReader
+
     result = {}
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         name = str(path.relative_to(out))
-        if name == "manifest.csv":
+        if path.suffix == ".pdf":
+            result[name] = f"pdf with {len(PdfReader(path).pages)} pages"
+        elif name == "manifest.csv":
             with path.open(newline="") as handle:
                 rows = [{k: v for k, v in row.items() if k not in TIMINGS} for row in csv.DictReader(handle)]
             result[name] = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
@@ -106,7 +113,7 @@ def test_killed_run_resumes_to_the_same_outputs_and_a_second_run_is_locked_out(w
     assert json.loads(resumed.stdout)["reused"] == interrupted
     assert not (out / ".work").exists()
     assert digests(out) == digests(reference)
-    assert len(digests(reference)) > 10
+    assert len(digests(reference)) > 10 and "summary.pdf" in digests(reference)
 
 
 @pytest.mark.slow  # a LocalCluster and a local pool, two workers each: ~30 s of CPU
@@ -137,8 +144,12 @@ def test_stages_equal_their_standalone_commands(workspace, cli, tmp_path):
 
     predicted = cli("predict", workspace / "model", image, "-o", tmp_path / "preds.csv")
     assert predicted.exit_code == 0, predicted.stderr
-    assert (out / case["case_id"] / "preds.csv").read_text() == (tmp_path / "preds.csv").read_text()
     assert (out / "preds.csv").read_text() == (tmp_path / "preds.csv").read_text()
+    record = json.loads((out / case["case_id"] / "prediction.json").read_text())
+    with (tmp_path / "preds.csv").open(newline="") as handle:
+        (row,) = csv.DictReader(handle)
+    assert record["prediction"] == row["prediction"]
+    assert {f"p_{k}": f"{v:.6f}" for k, v in record["probabilities"].items()} == {k: v for k, v in row.items() if k.startswith("p_")}
 
     standalone = cli("segment", workspace / "model", image, "-o", tmp_path / "seg", "--method", "saliency",
                      "--threshold", "otsu")
@@ -161,3 +172,8 @@ def test_stages_equal_their_standalone_commands(workspace, cli, tmp_path):
         assert float(ours_row["original_firstorder_Mean"]) == pytest.approx(float(row["original_firstorder_Mean"]), rel=1e-9)
         assert float(ours_row["original_shape_VoxelVolume"]) == float(row["original_shape_VoxelVolume"])
     assert (out / "features.csv").read_text() == (out / case["case_id"] / "features.csv").read_text()
+    from pypdf import PdfReader
+
+    text = PdfReader(out / case["case_id"] / "report.pdf").pages[0].extract_text()
+    assert case["case_id"] in text and record["prediction"] in text
+    assert "Failures" in PdfReader(out / "summary.pdf").pages[0].extract_text()
