@@ -78,6 +78,8 @@ def test_bad_cases_are_reported_and_the_good_ones_complete(tmp_path, cli):
 
     assert result.exit_code == 3, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("medxai: error: 4 of 8 cases failed")
+    assert str(scans) not in result.stderr                             # logs name cases, never input paths
+    assert "case truncated: failed: image: not a readable NIfTI file" in result.stderr
     rows = read_rows(out)
     assert {case: row["status"] for case, row in rows.items()} == {
         "good0": "done", "good1": "done", "good2": "done", "dicom_ok": "done",
