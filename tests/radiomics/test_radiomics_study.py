@@ -119,3 +119,28 @@ def test_study_bad_inputs(tmp_path: Path) -> None:
         run_study(features, three, tmp_path / "o")
     with pytest.raises(InvalidInputError):
         run_study(tmp_path / "missing.csv", labels, tmp_path / "o")
+
+
+@pytest.mark.slow
+def test_phantom_malignancy_study(tmp_path: Path) -> None:
+    """End to end on the phantom malignant/benign task (malignant: irregular margin + 4-8 mm halo).
+
+    Measured with 40 cases, the ct preset, 5x3 CV (AUC, lr): lesion 0.99; shell 2 mm 0.88, 4 mm 0.92,
+    6 mm 0.90, 8 mm 0.92, 10 mm 0.94, 12 mm 0.90 - the margin shape in the lesion is the strongest signal,
+    the shells carry the halo beyond 2 mm. Here, smaller (24 cases of 48^3, 4x2 CV; measured lesion 0.94,
+    shell 4 mm 0.74, expanded 4 mm 0.81, expanded 8 mm 0.63): the lesion and the 4 mm shell beat chance.
+    """
+    from medxai.radiomics.batch import run_extraction
+    from medxai.radiomics.cases import ExtractionOptions, read_manifest
+    from medxai.synthetic import make_cohort
+
+    labels = make_cohort(tmp_path / "cohort", cases=24, seed=1, size=48, task="malignancy")
+    params = tmp_path / "p.yaml"
+    params.write_text("imageType: {Original: {}}\nfeatureClass: {shape: , firstorder: , glcm: }\nsetting: {binWidth: 25, label: 1}\n")
+    options = ExtractionOptions(params=str(params), distances_mm=(0.0, 4.0, 8.0))
+    run_extraction(read_manifest(labels), tmp_path / "features.csv", options=options, workers=2)
+    summary = run_study(tmp_path / "features.csv", labels, tmp_path / "study", classifiers=["lr"], folds=4, repeats=2)
+    with open(tmp_path / "study" / "auc.csv") as handle:
+        aucs = {(r["region"], float(r["distance_mm"])): float(r["auc"]) for r in csv.DictReader(handle)}
+    assert summary["positive"] == "malignant" and len(aucs) == 5
+    assert aucs[("lesion", 0.0)] > 0.8 and aucs[("shell", 4.0)] > 0.65, aucs
