@@ -165,3 +165,20 @@ def test_study_command(cli, tmp_path: Path) -> None:
     assert "best: shell 4 mm" in result.stdout
     for name in ("auc.csv", "auc_vs_distance.png", "top_features.csv", "study.json"):
         assert (tmp_path / "study" / name).is_file()
+
+
+def test_extract_dicom_series_with_rtstruct(cli, tmp_path: Path, test_data: Path, params: Path) -> None:
+    """A DICOM CT series + RTSTRUCT ROI gives the same lesion as the NIfTI export of the same GTV."""
+    dicom = test_data / "ibsi_sts" / "dicom" / "STS_002" / "CT"
+    nifti = test_data / "ibsi_sts" / "nifti" / "STS_002"
+    from_dicom, from_nifti = tmp_path / "dicom.csv", tmp_path / "nifti.csv"
+    result = cli("radiomics", "extract", dicom / "image", "--mask", dicom / "mask" / "RS.dcm", "--mask-label", "GTV_Mass_CT",
+                 "--expansions", "0,4", "--params", params, "--diagnostics", "-o", from_dicom)
+    assert result.exit_code == 0, result.stderr
+    assert cli("radiomics", "extract", nifti / "CT_image.nii.gz", "--mask", nifti / "CT_mask.nii.gz", "--expansions", "0,4",
+               "--params", params, "-o", from_nifti).exit_code == 0
+    dicom_rows, nifti_rows = _rows(from_dicom), _rows(from_nifti)
+    assert any(c.startswith("diagnostics_") for c in dicom_rows[0])
+    for a, b in zip(dicom_rows, nifti_rows):
+        assert float(a["original_shape_VoxelVolume"]) == pytest.approx(float(b["original_shape_VoxelVolume"]), rel=1e-6)
+        assert float(a["original_firstorder_Mean"]) == pytest.approx(float(b["original_firstorder_Mean"]), rel=1e-4)
