@@ -1,0 +1,98 @@
+"""Memory-bounded execution: internal batch sizes from available memory, and peak-memory measurement.
+
+The per-sample cost is measured, not guessed: one forward pass of one sample under
+``torch.autograd.graph.saved_tensors_hooks`` adds up the bytes autograd keeps for the backward pass
+(the activations, which dominate 3D networks), plus the input-sized buffers the methods hold
+(inputs, baselines, perturbed copies and gradients). The batch is the largest that fits in a fraction
+of the memory available now (``torch.cuda.mem_get_info`` on CUDA, ``psutil`` on the host).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import psutil
+import torch
+from torch import nn
+
+MEMORY_FRACTION = 0.5  # of the memory available now; the rest is head-room for the framework and others
+INPUT_COPIES = 6  # input, baseline, scaled/perturbed input, its gradient, accumulators
+BACKWARD_OVERHEAD = 2.0  # transient buffers of the backward pass, measured ~1.5x on MONAI nets
+MAX_BATCH = 64
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory free for new tensors on ``device`` now."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return int(psutil.virtual_memory().available)
+
+
+def per_sample_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
+    """Bytes one sample of ``inputs`` costs in a forward plus backward pass through ``model``."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        key = (tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes())
+        if key not in seen:
+            seen.add(key)
+            total += tensor.untyped_storage().nbytes()
+        return tensor
+
+    sample = inputs[:1].detach().clone().requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = model(sample)
+    del output
+    return int(total * BACKWARD_OVERHEAD) + INPUT_COPIES * sample.numel() * sample.element_size()
+
+
+def auto_batch_size(model: nn.Module, inputs: torch.Tensor, *, fraction: float = MEMORY_FRACTION) -> int:
+    """The internal batch size (samples per forward pass) that fits in ``fraction`` of free memory."""
+    cost = per_sample_bytes(model, inputs)
+    fitting = int(fraction * available_bytes(inputs.device)) // max(cost, 1)
+    return max(1, min(MAX_BATCH, fitting))
+
+
+@dataclass
+class PeakMemory:
+    """Peak resident memory (MiB) of this process, and CUDA's max allocated (MiB) when on a GPU."""
+
+    rss_mib: float = 0.0
+    cuda_mib: float | None = None
+
+
+class PeakMemorySampler:
+    """Context manager sampling this process's RSS every ``interval_s`` (psutil) in a daemon thread.
+
+    ``resource.getrusage`` only gives the lifetime peak, which cannot separate one method from the next.
+    """
+
+    def __init__(self, device: torch.device, *, interval_s: float = 0.02) -> None:
+        self.device = device
+        self.interval_s = interval_s
+        self.result = PeakMemory()
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.result.rss_mib = max(self.result.rss_mib, self._process.memory_info().rss / 2**20)
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> "PeakMemorySampler":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.result.rss_mib = max(self.result.rss_mib, self._process.memory_info().rss / 2**20)
+        if self.device.type == "cuda":
+            self.result.cuda_mib = torch.cuda.max_memory_allocated(self.device) / 2**20
