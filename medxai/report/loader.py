@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from medxai.errors import InvalidInputError, UsageError
 from medxai.io.readers import read_mask, read_volume
-from medxai.report.provenance import ModelSummary, read_model_summary, scan_metadata
+from medxai.report.provenance import MODEL_JSON, ModelSummary, read_model_summary, scan_metadata
 from medxai.volume import Volume
 
 EXPLANATIONS = "explanations.json"
@@ -208,8 +208,7 @@ def load_case(
         for name, (folder, record) in records.items() if methods is None or name in methods
     ]
     prediction, probabilities = _prediction(explanations, folders)
-    model_path = model_dir or explanations.get("model", {}).get("path")
-    model = read_model_summary(Path(model_path)) if model_path and Path(model_path).is_dir() else None
+    model = _model(model_dir, explanations)
     provenance = dict(explanations.get("provenance", {}))
     expected = provenance.get("model_sha256") or explanations.get("model", {}).get("sha256")
     if model is not None and expected and model.sha256 != expected:
@@ -222,6 +221,18 @@ def load_case(
         segmentation=_segmentation(folders, volume), radiomics=_radiomics(folders, studies),
         provenance=provenance, metadata=metadata, identifiers=identifiers,
     )
+
+
+def _model(model_dir: str | Path | None, explanations: Mapping[str, Any]) -> ModelSummary | None:
+    """The model folder's summary; TorchScript files and MONAI bundles record no validation metrics (None)."""
+    if model_dir is not None and not Path(model_dir).exists():
+        raise InvalidInputError("no such model folder", path=model_dir)
+    recorded = explanations.get("model")
+    path = Path(model_dir) if model_dir is not None else (
+        Path(recorded["path"]) if isinstance(recorded, dict) and recorded.get("path") else None)
+    if path is None or not (path / MODEL_JSON).is_file():
+        return None
+    return read_model_summary(path)
 
 
 def _scan(scan: str | Path | Volume | None, explanations: Mapping[str, Any]) -> tuple[Volume, Path | None]:
