@@ -5,7 +5,7 @@ the patient), then a closing of 5 mm so vessels and the nodule's immediate surro
 (the usual threshold + connected-component + closing recipe, e.g. Hu S et al., IEEE TMI 2001); the
 closing is computed only where it is needed (``within``), because on a whole chest CT it takes long.
 ``body``: the largest connected component above -500 HU with its holes filled (drops air and table
-surroundings). These are heuristics for clipping shells, not segmentations to report.
+surroundings; holes are what it encloses in-plane). These are heuristics for clipping shells, not segmentations to report.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ _CLOSING_MM = 5.0
 def _closing(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
     """Morphological closing by a ball of ``radius_mm`` world mm, as two distance transforms."""
     pad = [int(math.ceil(radius_mm / s)) + 1 for s in spacing]
-    padded = np.pad(mask, [(p, p) for p in pad])
+    padded = np.pad(mask, [(p, p) for p in pad], mode="edge")  # the scan's edge continues, not air
     dilated = ndimage.distance_transform_edt(~padded, sampling=spacing) <= radius_mm
     closed = ndimage.distance_transform_edt(dilated, sampling=spacing) > radius_mm
     return closed[tuple(slice(p, -p) for p in pad)]
@@ -39,9 +39,16 @@ def _labels_touching(labels: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return np.setdiff1d(np.unique(np.concatenate([f.ravel() for f in faces])), [0])
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
+def _in_plane_axes(image: Volume) -> tuple[int, ...]:
+    """The index axes other than the cranio-caudal one (a chest CT may cut through the lungs there)."""
+    cranio_caudal = int(np.argmax(np.abs(image.affine[2, :3]) / np.linalg.norm(image.affine[:3, :3], axis=0)))
+    return tuple(a for a in range(3) if a != cranio_caudal)
+
+
+def _fill_holes(mask: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Fill what ``mask`` encloses, where only the faces of ``axes`` count as outside."""
     labels, _ = ndimage.label(~mask)
-    outside = _labels_touching(labels, (0, 1, 2))
+    outside = _labels_touching(labels, axes)
     return mask | ((labels > 0) & ~np.isin(labels, outside))
 
 
@@ -59,12 +66,11 @@ def tissue_mask(image: Volume, *, tissue: str, within: Crop | None = None) -> np
         if count == 0:
             raise InvalidInputError(f"no voxel above {_BODY_HU:g} HU: not a CT in Hounsfield units?", path=image.metadata.get("source"))
         largest = int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
-        return _fill_holes(labels == largest)
+        return _fill_holes(labels == largest, _in_plane_axes(image))
     # Air outside the patient reaches the in-plane image border; the lungs may reach the first and last
     # slices of a chest CT, so the faces of the cranio-caudal axis do not count.
-    cranio_caudal = int(np.argmax(np.abs(image.affine[2, :3]) / np.linalg.norm(image.affine[:3, :3], axis=0)))
     labels, _ = ndimage.label(data < _LUNG_HU)
-    outside = _labels_touching(labels, tuple(a for a in range(3) if a != cranio_caudal))
+    outside = _labels_touching(labels, _in_plane_axes(image))
     lung = (labels > 0) & ~np.isin(labels, outside)
     if not lung.any():
         raise InvalidInputError(
