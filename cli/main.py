@@ -49,11 +49,13 @@ def _register_commands() -> None:
     from . import run as run_commands  # the module cli/run.py (not this file's run() entry point)
     from . import radiomics as radiomics_commands
     from . import report as report_commands
+    from . import explain as explain_commands
     from . import models as model_commands
     from . import sample_data, scan
     from . import score as score_commands
     from . import segment as segment_commands
 
+    explain_commands.register(app)
     model_commands.register(app)
     radiomics_commands.register(app)
     report_commands.register(app)

@@ -1,0 +1,45 @@
+"""``medxai explain MODEL_DIR SCAN... -o DIR``: attribution heatmaps on each scan's own grid."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import console
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("explain")
+    def explain(
+        model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model directory (or TorchScript file / MONAI bundle)."),
+        scans: List[str] = typer.Argument(..., metavar="SCAN...", help="Scans: NIfTI, NRRD or DICOM folder ('a.nii.gz;b.nii.gz' for several channels)."),
+        out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder: DIR/<case_id>/<method>.nii.gz + explanations.json."),
+        methods: List[str] = typer.Option([], "--method", "-m", help="Attribution method (repeat); default smoothgrad."),
+        target: str = typer.Option("predicted", "--target", help="'predicted', a class name, or CLASS_A-CLASS_B (contrast)."),
+        mask: Optional[Path] = typer.Option(None, "--mask", help="Mask on the scan's grid: target region (segmentation) or occlusion ROI."),
+        box: Optional[str] = typer.Option(None, "--box", help="i0,j0,k0,i1,j1,k1 (inclusive voxel corners): target region or occlusion ROI."),
+        voxel: Optional[str] = typer.Option(None, "--voxel", help="i,j,k: explain one voxel of a segmentation output."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+        batch_size: str = typer.Option("auto", "--batch-size", help="Samples per internal forward pass: auto (fits free memory) or N."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the noise of SmoothGrad and Smooth Grad-CAM++."),
+    ) -> None:
+        """Explain each scan with each method; heatmaps keep raw values and the scan's affine."""
+        from medxai.attribution.batch import explain_scans, parse_batch_size, parse_indices, raise_if_incomplete
+        from medxai.attribution.registry import DEFAULT_METHOD, check_method_names
+        from medxai.models.model_dir import load_model, resolve_device
+        from medxai.models.predict import scan_channels, unique_case_ids
+
+        chosen = methods or [DEFAULT_METHOD]
+        check_method_names(chosen)
+        options = dict(target=target, mask=mask, box=parse_indices(box, count=6, name="box"),
+                       voxel=parse_indices(voxel, count=3, name="voxel"), seed=seed, batch_size=parse_batch_size(batch_size))
+        model = load_model(model_dir, device=resolve_device(device))
+        with console.progress() as progress:
+            result = explain_scans(model, [scan_channels(s) for s in scans], unique_case_ids(scans), out_dir,
+                                   methods=chosen, progress=progress, **options)
+        for case_id in result.written:
+            console.info(f"wrote {out_dir / case_id}")
+        for case_id, reason in result.failed:
+            console.info(f"failed {case_id}: {reason}")
+        raise_if_incomplete(result, total=len(scans))

@@ -1,0 +1,232 @@
+"""Explain one case: read the scan once, preprocess once, run each method on the model grid, map every
+heatmap back to the scan's own grid (the model's recorded inverse preprocessing, linear interpolation).
+
+Heatmaps keep their raw values (no normalisation, never MONAI's inverted min-max default); each record
+states the sign convention. Multi-channel inputs give one map per channel on the model grid; the written
+heatmap is their sum (the voxel's total attribution), and the record says so.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from medxai.attribution.base import Execution
+from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
+from medxai.attribution.provenance import inputs_sha256, library_versions, utc_now
+from medxai.attribution.regions import box_mask, to_model_grid, voxel_mask
+from medxai.attribution.registry import DEFAULT_METHOD, check_method_names, create_method
+from medxai.attribution.targets import ClassTarget, ContrastTarget, PredictedClass, Target, output_kind
+from medxai.errors import ConfigError
+from medxai.io.naming import case_id_from_path
+from medxai.volume import Volume
+
+ProgressCallback = Callable[[str, int, int], None]
+NORMALISATION = "none, raw attribution"
+CAM_METHODS = frozenset({"gradcam", "gradcampp", "smooth_gradcampp"})
+
+
+@dataclass(frozen=True, eq=False)
+class CaseExplanation:
+    """Heatmaps of one case on its native grid (``method -> Volume``), the model-grid maps, the record
+    (``explanations.json``) and the methods that failed with their one-line reason."""
+
+    case_id: str
+    heatmaps: dict[str, Volume]
+    model_maps: dict[str, np.ndarray]
+    record: dict[str, Any]
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class HeatmapOutput(nn.Module):
+    """A weakly-supervised model seen through its class heatmaps ``(N, K, X, Y, Z)`` instead of its
+    pooled logits, so region targets (mask, box, voxel) can explain its segmentation."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.network.heatmaps(inputs)
+
+
+def parse_target(spec: str, classes: Sequence[str], *, region: torch.Tensor | None = None) -> Target:
+    """``predicted``, a class name (or index), or ``A-B``: the contrast of class A against class B."""
+    names = [str(c) for c in classes]
+    if spec == "predicted":
+        return PredictedClass(region=region)
+    if spec in names:
+        return ClassTarget(names.index(spec), region=region)
+    for cut in (i for i, character in enumerate(spec) if character == "-"):
+        first, second = spec[:cut], spec[cut + 1 :]
+        if first in names and second in names:
+            if region is not None:
+                raise ConfigError("a contrast target cannot be combined with a mask, box or voxel region")
+            return ContrastTarget(names.index(first), names.index(second))
+    if spec.isdigit() and int(spec) < max(len(names), 1):
+        return ClassTarget(int(spec), region=region)
+    raise ConfigError(f"unknown target {spec!r} (use 'predicted', a class ({', '.join(names)}) or CLASS_A-CLASS_B)")
+
+
+def _scan_paths(scan: str | Path | Sequence[str | Path]) -> list[Path]:
+    if isinstance(scan, (str, Path)):
+        return [Path(scan)]
+    return [Path(path) for path in scan]
+
+
+def _prediction(output: torch.Tensor, kind: str, classes: Sequence[str]) -> dict[str, Any]:
+    names = [str(c) for c in classes] or [str(i) for i in range(output.shape[1])]
+    if kind == "classification":
+        logits = output[0].float()
+        probabilities = torch.softmax(logits, 0) if logits.numel() > 1 else torch.sigmoid(logits)
+        index = int(logits.argmax())
+        return {"class": names[index] if index < len(names) else str(index),
+                "probabilities": {n: float(p) for n, p in zip(names, probabilities)}}
+    labels = output[0].argmax(0) if output.shape[1] > 1 else (output[0, 0] > 0).long()
+    counts = torch.bincount(labels.flatten(), minlength=output.shape[1]).float()
+    fractions = (counts / counts.sum()).tolist()
+    return {"class": names[int(counts[1:].argmax()) + 1] if output.shape[1] > 1 else names[0],
+            "voxel_fractions": {n: float(f) for n, f in zip(names, fractions)}}
+
+
+def _regions(reference: Volume, spatial: Any, *, mask: Path | None, box: Sequence[int] | None,
+             voxel: Sequence[int] | None) -> tuple[torch.Tensor | None, str | None]:
+    """The one native-grid region the user gave, on the model grid, and how it was given."""
+    from medxai.io.readers import read_mask
+
+    given = [name for name, value in (("mask", mask), ("box", box), ("voxel", voxel)) if value is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give at most one of --mask, --box, --voxel (got {', '.join(given)})")
+    if not given:
+        return None, None
+    if mask is not None:
+        native = read_mask(mask, reference).data.astype(bool)
+    elif box is not None:
+        native = box_mask(reference, box)
+    else:
+        native = voxel_mask(reference, voxel or ())
+    return to_model_grid(native, reference, spatial), given[0]
+
+
+def _run_method(name: str, network: nn.Module, inputs: torch.Tensor, target: Target, *, execution: Execution,
+                options: Mapping[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    """One method's model-grid map (X, Y, Z) and its record (parameters, sign, timing, memory, delta)."""
+    method = create_method(name, network, execution=execution, options=options)
+    with PeakMemorySampler(inputs.device) as memory:
+        started = time.perf_counter()
+        heatmap = method.attribute(inputs, target)
+        wall = time.perf_counter() - started
+    if not bool(torch.isfinite(heatmap).all()):
+        raise ArithmeticError("the heatmap holds non-finite values")
+    diagnostics = dict(method.diagnostics)
+    record: dict[str, Any] = {
+        "parameters": dict(method.params), "sign": method.sign, "normalisation": NORMALISATION,
+        "needs_gradients": method.needs_gradients, "reference": method.reference, "wall_s": round(wall, 4),
+        "peak_rss_mib": round(memory.result.rss_mib, 1),
+        "peak_cuda_mib": None if memory.result.cuda_mib is None else round(memory.result.cuda_mib, 1),
+        "convergence_delta": diagnostics.pop("convergence_delta", None), "diagnostics": diagnostics,
+        "channel_reduction": "sum over input channels" if heatmap.shape[1] > 1 else "none (one channel)",
+    }
+    return heatmap[0].sum(0).cpu().numpy().astype(np.float32), record
+
+
+def explain_case(
+    model: Any,
+    scan: str | Path | Sequence[str | Path],
+    *,
+    methods: Sequence[str] = (DEFAULT_METHOD,),
+    target: str = "predicted",
+    mask: Path | None = None,
+    box: Sequence[int] | None = None,
+    voxel: Sequence[int] | None = None,
+    seed: int = 0,
+    device: str | None = None,
+    batch_size: int | str = "auto",
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    case_id: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> CaseExplanation:
+    """Explain ``scan`` (one path, or one path per input channel) with ``model`` (a ``LoadedModel``).
+
+    ``target``: ``predicted``, a class name or ``A-B``. ``mask``/``box``/``voxel`` (native grid): for
+    segmentation outputs (or weakly-supervised models' heatmaps) the region whose summed class logit is
+    explained; for classification models the region of interest occlusion is restricted to. A method
+    that runs out of memory or yields non-finite values is reported in ``failed``; the others still run.
+    """
+    from medxai.io.readers import read_volume
+
+    methods = list(methods) or [DEFAULT_METHOD]
+    check_method_names(methods)
+    options = {name: dict(value) for name, value in (method_options or {}).items()}
+    check_method_names(list(options))
+    paths = _scan_paths(scan)
+    case_id = case_id or case_id_from_path(paths[0])
+    volumes = [read_volume(path) for path in paths]
+    prepared = model.preprocessor.prepare(volumes)
+    reference = prepared.reference
+    torch_device = torch.device(device) if device else model.device
+    network = model.network.to(torch_device).eval()
+    inputs = prepared.tensor.as_tensor()[None].to(torch_device, torch.float32)
+    spacing = tuple(float(s) for s in np.linalg.norm(np.asarray(prepared.tensor.affine)[:3, :3], axis=0))
+    region, region_kind = _regions(reference, model.preprocessor.spatial, mask=mask, box=box, voxel=voxel)
+    with torch.no_grad():
+        output = network(inputs).float()
+    kind = output_kind(output, inputs)
+    prediction = _prediction(output, kind, model.classes)
+    explained, target_region, roi = network, None, None
+    if region is not None and kind == "classification" and hasattr(network, "heatmaps"):
+        explained, kind, target_region = HeatmapOutput(network), "segmentation", region
+    elif region is not None and kind == "segmentation":
+        target_region = region
+    elif region is not None:
+        if region_kind == "voxel":
+            raise ConfigError("a voxel target needs a segmentation model; for a classifier give --mask or --box as occlusion ROI")
+        roi = region
+    if roi is not None and "occlusion" in methods:
+        options.setdefault("occlusion", {}).setdefault("roi", roi)
+    layer = getattr(model, "target_layer", None)  # the CAM layer the architecture registered, if any
+    for name in CAM_METHODS & set(methods):
+        if layer and "layer" not in options.get(name, {}):
+            options.setdefault(name, {})["layer"] = f"network.{layer}" if explained is not network else layer
+    goal = parse_target(target, model.classes, region=target_region)
+    resolved_batch = auto_batch_size(explained, inputs) if batch_size == "auto" else int(batch_size)
+    execution = Execution(device=str(torch_device), batch_size=resolved_batch, seed=seed, spacing_mm=spacing)  # type: ignore[arg-type]
+
+    heatmaps: dict[str, Volume] = {}
+    model_maps: dict[str, np.ndarray] = {}
+    records: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    for done, name in enumerate(methods):
+        if progress is not None:
+            progress(f"{case_id}: {name}", done, len(methods))
+        try:
+            model_map, record = _run_method(name, explained, inputs, goal, execution=execution, options=options.get(name, {}))
+        except (RuntimeError, MemoryError, ArithmeticError) as error:  # resources or numerics, not bad input
+            failed[name] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            continue
+        heatmaps[name] = model.preprocessor.to_native(model_map, prepared, interpolation="linear")
+        model_maps[name] = model_map
+        records[name] = {"file": f"{name}.nii.gz", **record}
+    if progress is not None:
+        progress(f"{case_id}: done", len(methods), len(methods))
+    record = {
+        "case_id": case_id,
+        "inputs": [{"channel": i, "sha256": digest} for i, digest in enumerate(inputs_sha256(paths))],
+        "model": {"sha256": model.sha256, "arch": model.arch, "classes": list(model.classes), "task": model.task},
+        "output": kind,
+        "prediction": prediction,
+        "target": {"requested": target, "region": region_kind,
+                   "resolved": next((r["diagnostics"].get("target") for r in records.values()), None)},
+        "seed": seed, "device": str(torch_device),
+        "batch_size": {"requested": str(batch_size), "used": resolved_batch},
+        "grid": {"native_shape": list(reference.shape), "native_affine": reference.affine.tolist(),
+                 "model_shape": list(inputs.shape[2:]), "model_spacing_mm": [round(s, 6) for s in spacing]},
+        "versions": library_versions(), "date": utc_now(),
+        "methods": records, "failed_methods": failed,
+    }
+    return CaseExplanation(case_id=case_id, heatmaps=heatmaps, model_maps=model_maps, record=record, failed=failed)
