@@ -36,10 +36,19 @@ class ExtractionSummary:
     rows: int = 0
 
 
+def _file_stamp(path: Path | None) -> list[int] | None:
+    """Size and modification time, so a replaced input file is not mistaken for a finished case."""
+    if path is None or not path.exists():
+        return None
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
 def _fingerprint(case: CaseSpec, options: ExtractionOptions) -> str:
     settings = asdict(replace(options, save_masks=None))
     settings["params_text"] = params_path(options.params).read_text(encoding="utf-8")
-    payload = json.dumps({"case": asdict(case), "options": settings}, sort_keys=True, default=str)
+    files = {name: _file_stamp(getattr(case, name)) for name in ("image", "mask", "tissue_mask")}
+    payload = json.dumps({"case": asdict(case), "files": files, "options": settings}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
