@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from medxai.radiomics.segmenters import SEGMENTERS, segment_in_box
 from medxai.radiomics.shells import DEFAULT_DISTANCES_MM, Region, check_distances, peritumoral_regions, shell_crop
 from medxai.radiomics.tissue import TISSUES, tissue_mask
 from medxai.volume import Volume
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def _optional_path(value: str | None, base: Path) -> Path | None:
 def read_manifest(path: str | Path) -> list[CaseSpec]:
     """Cases from a CSV with ``image`` and one of ``mask``, ``bbox`` (``i0 j0 k0 i1 j1 k1``), ``bbox_mm``
     or ``seed_mm`` + ``radius_mm``; optional ``case_id``, ``mask_label``, ``tissue_mask``. Other columns
-    (such as ``label``, the class) are ignored here. Paths are relative to the CSV's folder."""
+    (such as ``label``, the class) are ignored here. Paths are relative to the CSV's folder. Rows with no
+    lesion locator (the lesion-free cases of a labels.csv) are skipped with a warning."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError("no such manifest file", path=path)
@@ -114,11 +118,15 @@ def read_manifest(path: str | Path) -> list[CaseSpec]:
         rows = list(reader)
     if not rows:
         raise InvalidInputError("manifest lists no cases", path=path)
-    base, cases, seen = path.parent, [], set()
+    base, cases, seen, skipped = path.parent, [], set(), []
     for line, row in enumerate(rows, start=2):
         def cell(name: str) -> str | None:
             value = row.get(name)
             return value.strip() if value and value.strip() else None
+
+        if not any(cell(name) for name in ("mask", "bbox", "bbox_mm", "seed_mm")):
+            skipped.append(line)  # e.g. a lesion-free case of labels.csv: no lesion to measure
+            continue
 
         try:
             image = _optional_path(cell("image"), base)
@@ -144,6 +152,11 @@ def read_manifest(path: str | Path) -> list[CaseSpec]:
             raise InvalidInputError(f"line {line}: case id {case.case_id!r} repeats", path=path)
         seen.add(case.case_id)
         cases.append(case)
+    if skipped:
+        logger.warning("%s: %d row(s) without mask, bbox, bbox_mm or seed_mm skipped (lines %s)",
+                       path.name, len(skipped), ", ".join(map(str, skipped[:10])))
+    if not cases:
+        raise InvalidInputError("no row has a mask, bbox, bbox_mm or seed_mm to locate its lesion", path=path)
     return cases
 
 

@@ -182,3 +182,13 @@ def test_extract_dicom_series_with_rtstruct(cli, tmp_path: Path, test_data: Path
     for a, b in zip(dicom_rows, nifti_rows):
         assert float(a["original_shape_VoxelVolume"]) == pytest.approx(float(b["original_shape_VoxelVolume"]), rel=1e-6)
         assert float(a["original_firstorder_Mean"]) == pytest.approx(float(b["original_firstorder_Mean"]), rel=1e-4)
+
+
+def test_manifest_rows_without_lesion_are_skipped(cli, tmp_path: Path, params: Path) -> None:
+    image, mask = _case(tmp_path, "withlesion", 6)
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text(f"case_id,image,mask,label\nc1,{image.name},{mask.name},lesion\nc2,{image.name},,normal\n")
+    out = tmp_path / "f.csv"
+    result = cli("radiomics", "extract", manifest, "--expansions", "0", "--params", params, "-o", out)
+    assert result.exit_code == 0 and "skipped" in result.stderr
+    assert [r["case_id"] for r in _rows(out)] == ["c1"]
