@@ -162,15 +162,39 @@ def _radiomics(folders: Sequence[Path], studies: Sequence[Path]) -> Radiomics | 
                      study_plot=(study / "auc_vs_distance.png").read_bytes() if study else None)
 
 
+def explanation_facts(explanations: Mapping[str, Any]) -> dict[str, Any]:
+    """Provenance of ``explanations.json`` (engine record) flattened for the report: hashes, versions, date."""
+    inputs = explanations.get("inputs") or []
+    model = explanations.get("model") or {}
+    return {
+        "input_sha256": "; ".join(str(item.get("sha256")) for item in inputs if isinstance(item, dict)) or None,
+        "model_sha256": model.get("sha256"), "model_arch": model.get("arch"),
+        "versions": explanations.get("versions") or {}, "date": explanations.get("date"),
+        "seed": explanations.get("seed"), "device": explanations.get("device"),
+        "failed_methods": explanations.get("failed_methods") or {},
+    }
+
+
 def _prediction(explanations: Mapping[str, Any], folders: Sequence[Path]) -> tuple[str | None, dict[str, float]]:
     """The predicted class and probabilities: explanations.json, else a pipeline's prediction.json."""
-    sources = [explanations.get("provenance", {}), explanations]
-    sources += [_json(f / "prediction.json") for f in folders if (f / "prediction.json").is_file()]
-    for source in sources:
-        probabilities = source.get("probabilities")
-        if isinstance(probabilities, dict) and probabilities:
-            return source.get("prediction"), {str(k): float(v) for k, v in probabilities.items()}
+    recorded = explanations.get("prediction")
+    if isinstance(recorded, dict) and isinstance(recorded.get("probabilities"), dict):
+        return recorded.get("class"), {str(k): float(v) for k, v in recorded["probabilities"].items()}
+    for folder in folders:
+        if (folder / "prediction.json").is_file():
+            record = _json(folder / "prediction.json")
+            if isinstance(record.get("probabilities"), dict):
+                return record.get("prediction"), {str(k): float(v) for k, v in record["probabilities"].items()}
     return None, {}
+
+
+def _target(explanations: Mapping[str, Any], prediction: str | None) -> str | None:
+    """The class the heatmaps explain, in words."""
+    target = explanations.get("target")
+    requested = target.get("requested") if isinstance(target, dict) else target
+    if requested == "predicted":
+        return f"{prediction} (the predicted class)" if prediction else "the predicted class"
+    return str(requested) if requested else None
 
 
 def load_case(
@@ -179,7 +203,7 @@ def load_case(
     include_identifiers: bool = False,
 ) -> CaseResults:
     """Read one case's results from ``case_dirs`` (all about the same case; a radiomics study folder may be
-    among them). ``scan``: the explained scan (default: the input path explanations.json records)."""
+    among them). ``scan``: the explained scan (explanations.json records its hash, never its path)."""
     folders = [Path(d) for d in case_dirs]
     for folder in folders:
         if not folder.is_dir():
@@ -194,7 +218,8 @@ def load_case(
     case_id = ids.pop()
     explained = [f for f in folders if (f / EXPLANATIONS).is_file()]
     explanations = _json(explained[0] / EXPLANATIONS) if explained else {}
-    volume, source = _scan(scan, explanations)
+    volume, source = _scan(scan)
+    _check_input(source, explanations)
     reference = mask if isinstance(mask, Volume) or mask is None else read_mask(mask, volume)
     records = {name: (folder, record) for folder in explained for name, record in _methods_record(_json(folder / EXPLANATIONS)).items()}
     unknown = sorted(set(methods or ()) - set(records))
@@ -204,42 +229,52 @@ def load_case(
     scores = _scores(folders, Path(scores_csv) if scores_csv else None, case_id)
     results = [
         MethodResult(name=name, heatmap=_heatmap(folder, name, record, volume), sign=str(record.get("sign", "signed")),
-                     params=dict(record.get("params", {})), seconds=record.get("seconds"), scores=scores.get(name, {}))
+                     params=dict(record.get("parameters", {})), seconds=record.get("wall_s"), scores=scores.get(name, {}))
         for name, (folder, record) in records.items() if methods is None or name in methods
     ]
     prediction, probabilities = _prediction(explanations, folders)
-    model = _model(model_dir, explanations)
-    provenance = dict(explanations.get("provenance", {}))
-    expected = provenance.get("model_sha256") or explanations.get("model", {}).get("sha256")
+    model = _model(model_dir)
+    provenance = explanation_facts(explanations)
+    expected = provenance["model_sha256"]
     if model is not None and expected and model.sha256 != expected:
         raise InvalidInputError(f"model weights (sha256 {model.sha256[:12]}...) are not those that produced the "
                                 f"explanations ({str(expected)[:12]}...)", path=model.path)
     metadata, identifiers = scan_metadata(volume, source, include_identifiers=include_identifiers)
     return CaseResults(
         case_id=case_id, scan=volume, methods=results, mask=reference, prediction=prediction,
-        probabilities=probabilities, target=explanations.get("target"), model=model,
+        probabilities=probabilities, target=_target(explanations, prediction), model=model,
         segmentation=_segmentation(folders, volume), radiomics=_radiomics(folders, studies),
         provenance=provenance, metadata=metadata, identifiers=identifiers,
     )
 
 
-def _model(model_dir: str | Path | None, explanations: Mapping[str, Any]) -> ModelSummary | None:
+def _model(model_dir: str | Path | None) -> ModelSummary | None:
     """The model folder's summary; TorchScript files and MONAI bundles record no validation metrics (None)."""
-    if model_dir is not None and not Path(model_dir).exists():
-        raise InvalidInputError("no such model folder", path=model_dir)
-    recorded = explanations.get("model")
-    path = Path(model_dir) if model_dir is not None else (
-        Path(recorded["path"]) if isinstance(recorded, dict) and recorded.get("path") else None)
-    if path is None or not (path / MODEL_JSON).is_file():
+    if model_dir is None:
         return None
-    return read_model_summary(path)
+    path = Path(model_dir)
+    if not path.exists():
+        raise InvalidInputError("no such model folder", path=path)
+    return read_model_summary(path) if (path / MODEL_JSON).is_file() else None
 
 
-def _scan(scan: str | Path | Volume | None, explanations: Mapping[str, Any]) -> tuple[Volume, Path | None]:
+def _check_input(source: Path | None, explanations: Mapping[str, Any]) -> None:
+    """Refuse a scan other than the one explained (its file hash differs from the recorded one)."""
+    from medxai.attribution.provenance import input_sha256
+
+    inputs = explanations.get("inputs") or []
+    recorded = inputs[0].get("sha256") if inputs and isinstance(inputs[0], dict) else None
+    if source is None or not recorded:
+        return
+    actual = input_sha256(source)
+    if actual != recorded:
+        raise InvalidInputError(f"is not the scan these heatmaps explain (sha256 {actual[:12]}..., explanations.json "
+                                f"records {str(recorded)[:12]}...)", path=source)
+
+
+def _scan(scan: str | Path | Volume | None) -> tuple[Volume, Path | None]:
     if isinstance(scan, Volume):
         return scan, None
-    recorded = explanations.get("input", {}).get("path") if isinstance(explanations.get("input"), dict) else None
-    path = Path(scan) if scan is not None else Path(recorded) if recorded else None
-    if path is None or not path.exists():
+    if scan is None:
         raise UsageError("the scan to draw the heatmaps on is unknown: pass --scan SCAN (the explained scan)")
-    return read_volume(path), path
+    return read_volume(scan), Path(scan)

@@ -1,4 +1,5 @@
-"""A case folder as explain/score write it, with known content, for the report's tests (no model needed).
+"""A case folder as explain/score write it (``explanations.json`` in the attribution engine's record
+layout), with known content, for the report's tests (no model needed).
 
 The scan is a phantom with a lesion; heatmaps are smooth blobs on the lesion (``positive``) or a signed map,
 written on the scan's own grid; ``scores.csv`` marks chosen methods as failing the sanity check; the model
@@ -14,13 +15,13 @@ from typing import Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from medxai.attribution.provenance import input_sha256
 from medxai.io.nifti import write_nifti
 from medxai.synthetic import make_spec, render
 from medxai.volume import Volume
 
 PROBABILITIES = {"lesion": 0.93, "normal": 0.07}
 WEIGHTS_SHA256 = "5" * 64
-INPUT_SHA256 = "a" * 64
 VALIDATION = {"val_auc": 0.91, "val_f1_macro": 0.84, "val_accuracy": 0.85, "val_n": 20}
 
 
@@ -74,15 +75,18 @@ def write_report_case(
         values = smooth - 0.4 * noise if signed else smooth + 0.05 * np.abs(noise)
         write_nifti(volume.with_data(values.astype(np.float32)), case_dir / f"{name}.nii.gz")
         records[name] = {"file": f"{name}.nii.gz", "sign": "signed" if signed else "positive",
-                         "params": {"seed": 0, "n_samples": 8}, "seconds": 1.0 + number}
+                         "parameters": {"n_samples": 8}, "normalisation": "none, raw attribution", "wall_s": 1.0 + number}
         fails = name in failing
         rows.append(f"{case_id},{name},{0.01 * (number + 1)},{0.2 * (number + 1)},0.1,{0.9 if fails else 0.1},"
                     f"{'false' if fails else 'true'},{'false' if fails else 'true'},{0.2 if fails else 0.7},0.9,"
                     f"{12.0 if fails else 0.0},1.5")
     explanations = {
-        "case_id": case_id, "target": "lesion", "methods": records,
-        "provenance": {"input_sha256": INPUT_SHA256, "model_sha256": WEIGHTS_SHA256, "prediction": "lesion",
-                       "probabilities": PROBABILITIES, "versions": {"medxai": "0.1.0", "torch": "2.13.0"}},
+        "case_id": case_id, "inputs": [{"channel": 0, "sha256": input_sha256(scan)}],
+        "model": {"sha256": WEIGHTS_SHA256, "arch": "tiny", "classes": ["lesion", "normal"], "task": "classification"},
+        "output": "classification", "prediction": {"class": "lesion", "probabilities": PROBABILITIES},
+        "target": {"requested": "predicted", "region": None, "resolved": None}, "seed": 0, "device": "cpu",
+        "versions": {"medxai": "0.1.0", "torch": "2.13.0"}, "date": "2025-01-01T00:00:00+00:00",
+        "methods": records, "failed_methods": {},
     }
     (case_dir / "explanations.json").write_text(json.dumps(explanations), encoding="utf-8")
     (case_dir / "scores.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")

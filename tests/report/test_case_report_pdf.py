@@ -13,7 +13,8 @@ from medxai.errors import InvalidInputError
 from medxai.io.nifti import write_nifti
 from medxai.io.readers import read_volume
 from medxai.report.pdf import report_case
-from medxai.testing.report_case import phantom, write_model_json, write_report_case
+from medxai.attribution.provenance import input_sha256
+from medxai.testing.report_case import ReportCase, phantom, write_model_json, write_report_case
 
 DISCLAIMER = "Research tool, not a diagnostic device"
 
@@ -28,7 +29,7 @@ def _colour_pixels(rgb: np.ndarray) -> int:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReportCase]:
     root = tmp_path_factory.mktemp("report")
     volume, mask = phantom(linear=np.diag([-1.0, -1.1, 2.5]), shape=(48, 44, 20))  # LPS-flipped, anisotropic
     case = write_report_case(root, volume=volume, mask=mask)
@@ -37,7 +38,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     return pdf, case
 
 
-def test_pdf_is_valid_with_embedded_fonts(report: tuple[Path, object]) -> None:
+def test_pdf_is_valid_with_embedded_fonts(report: tuple[Path, ReportCase]) -> None:
     pdf, _ = report
     reader = PdfReader(str(pdf))
     assert len(reader.pages) >= 3  # summary page + one page per method
@@ -51,10 +52,11 @@ def test_pdf_is_valid_with_embedded_fonts(report: tuple[Path, object]) -> None:
     assert not list(pdf.parent.glob(".report.pdf.*")), "temporary file left behind"
 
 
-def test_pdf_states_prediction_methods_verdicts_and_disclaimer(report: tuple[Path, object]) -> None:
-    pdf, _ = report
+def test_pdf_states_prediction_methods_verdicts_and_disclaimer(report: tuple[Path, ReportCase]) -> None:
+    pdf, case = report
     text = " ".join(_text(pdf).split())
     assert "Model prediction: lesion" in text and "probability 0.93" in text
+    assert "lesion (the predicted class)" in text
     assert "uncalibrated softmax" in text
     assert "AUC 0.91" in text and "macro F1 0.84" in text
     assert "smoothgrad" in text and "integrated_gradients" in text
@@ -62,12 +64,12 @@ def test_pdf_states_prediction_methods_verdicts_and_disclaimer(report: tuple[Pat
     assert "Passes the sanity check" in text  # smoothgrad passes
     assert "the strongest voxel lies in the lesion" in text
     assert DISCLAIMER in text
-    assert "a" * 64 in text  # input hash in the provenance
+    assert input_sha256(case.scan) in text  # input hash in the provenance
     for absent in ("Patient name", "Patient ID"):
         assert absent not in text
 
 
-def test_overlays_are_embedded_and_not_blank(report: tuple[Path, object]) -> None:
+def test_overlays_are_embedded_and_not_blank(report: tuple[Path, ReportCase]) -> None:
     pdf, _ = report
     reader = PdfReader(str(pdf))
     coloured = 0
@@ -79,7 +81,7 @@ def test_overlays_are_embedded_and_not_blank(report: tuple[Path, object]) -> Non
     assert coloured >= 2, "each method page must show a coloured overlay"
 
 
-def test_pages_render_with_pdftoppm(report: tuple[Path, object], tmp_path: Path) -> None:
+def test_pages_render_with_pdftoppm(report: tuple[Path, ReportCase], tmp_path: Path) -> None:
     pdf, _ = report
     if shutil.which("pdftoppm") is None:
         pytest.skip("pdftoppm not installed (the pypdf image checks still ran)")
@@ -160,3 +162,11 @@ def test_calibrated_model_is_reported_as_calibrated(tmp_path: Path) -> None:
     report_case([case.case_dir], pdf, scan=case.scan, model_dir=case.model_dir)
     text = " ".join(_text(pdf).split())
     assert "calibrated (temperature scaling)" in text and "uncalibrated" not in text
+
+
+def test_a_scan_other_than_the_explained_one_is_refused(tmp_path: Path) -> None:
+    volume, mask = phantom(linear=np.eye(3), shape=(40, 40, 40), seed=3)
+    case = write_report_case(tmp_path, volume=volume, mask=mask, methods=("saliency",), failing=())
+    other = write_nifti(volume.with_data(volume.data + 1.0), tmp_path / "other.nii.gz")
+    with pytest.raises(InvalidInputError, match="not the scan these heatmaps explain"):
+        report_case([case.case_dir], tmp_path / "out.pdf", scan=other)
