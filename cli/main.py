@@ -48,6 +48,7 @@ def _register_commands() -> None:
     """Each command module is light to import; heavy libraries load inside the commands."""
     from . import run as run_commands  # the module cli/run.py (not this file's run() entry point)
     from . import radiomics as radiomics_commands
+    from . import demo as demo_commands
     from . import report as report_commands
     from . import explain as explain_commands
     from . import models as model_commands
@@ -58,6 +59,7 @@ def _register_commands() -> None:
     explain_commands.register(app)
     model_commands.register(app)
     radiomics_commands.register(app)
+    demo_commands.register(app)
     report_commands.register(app)
     run_commands.register(app)
     sample_data.register(app)

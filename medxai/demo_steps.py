@@ -1,0 +1,172 @@
+"""The steps of ``medxai demo`` (:mod:`medxai.demo`), each a thin call into the library that does the work.
+
+Rows are ``labels.csv`` rows (``case_id,image,mask,label``, paths relative to the cohort folder ``data/``).
+"""
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from medxai.demo import DemoSettings
+    from medxai.models.predict import Prediction
+
+ProgressCallback = Callable[[str, int, int], None]
+ARCH = "tiny"
+
+
+def _data(row: Mapping[str, str], key: str, data_dir: Path) -> Path:
+    return data_dir / row[key]
+
+
+def method_options(settings: "DemoSettings") -> dict[str, dict[str, Any]]:
+    """Per-method options of the demo (lighter for ``--quick``); explain and score use the same ones."""
+    options: dict[str, dict[str, Any]] = {"integrated_gradients": {"n_steps": 16, "max_steps": 64}}
+    if settings.score_light:
+        options.update({"smoothgrad": {"n_samples": 4}, "integrated_gradients": {"n_steps": 4, "max_steps": 8}})
+    return {name: value for name, value in options.items() if name in settings.methods}
+
+
+def train(train_csv: Path, model_dir: Path, *, settings: "DemoSettings", progress: ProgressCallback | None) -> dict[str, Any]:
+    """A small 3D CNN on the training cases (validation split inside); its validation figures."""
+    from medxai.models.train import train_model
+
+    summary = train_model(train_csv, model_dir, arch=ARCH, epochs=settings.epochs, lr=settings.lr, seed=settings.seed,
+                          spatial_size=settings.size, device="cpu", patience=settings.epochs, progress=progress)
+    keys = ("val_auc", "val_f1_macro", "val_accuracy", "val_n", "best_epoch", "epochs_run", "n_train", "n_val")
+    return {"model": ARCH, **{key: summary[key] for key in keys}}
+
+
+def predict_held_out(model_dir: Path, rows: Sequence[Mapping[str, str]], out_csv: Path, *,
+                     progress: ProgressCallback | None) -> tuple[list["Prediction"], dict[str, Any]]:
+    """Predict the held-out cases into ``preds.csv`` and measure AUC/F1/accuracy on them."""
+    from medxai.models.evaluation import classification_metrics
+    from medxai.models.model_dir import load_model
+    from medxai.models.predict import predict, write_predictions
+
+    model = load_model(model_dir, device="cpu")
+    data_dir = out_csv.parent / "data"
+    predictions = predict([model], [_data(row, "image", data_dir) for row in rows], progress=progress)
+    write_predictions(predictions, model.classes, out_csv)
+    probabilities = np.array([[p.probabilities[name] for name in model.classes] for p in predictions])
+    targets = [model.classes.index(row["label"]) for row in rows]
+    scores = classification_metrics(probabilities, targets, classes=model.classes)
+    return predictions, {"test_auc": scores["auc"], "test_f1_macro": scores["f1_macro"],
+                         "test_accuracy": scores["accuracy"], "test_n": scores["n"]}
+
+
+def explain_cases(model_dir: Path, rows: Sequence[Mapping[str, str]], out: Path, *, settings: "DemoSettings",
+                  progress: ProgressCallback | None) -> dict[str, str]:
+    """Heatmaps of every demo method for each case: ``out/<case_id>/<method>.nii.gz`` + ``explanations.json``.
+    Returns the methods that failed (``case_id/method -> reason``; none is expected)."""
+    from medxai.attribution.engine import explain_case
+    from medxai.attribution.writer import write_case
+    from medxai.models.model_dir import load_model
+
+    model = load_model(model_dir, device="cpu")
+    data_dir = out.parent / "data"
+    failed: dict[str, str] = {}
+    for number, row in enumerate(rows, start=1):
+        explained = explain_case(model, _data(row, "image", data_dir), methods=list(settings.methods),
+                                 target="predicted", seed=settings.seed, method_options=method_options(settings),
+                                 case_id=row["case_id"])
+        write_case(explained, out)
+        failed.update({f"{row['case_id']}/{name}": reason for name, reason in explained.failed.items()})
+        if progress is not None:
+            progress("Explaining cases", number, len(rows))
+    return failed
+
+
+def score_cases(model_dir: Path, rows: Sequence[Mapping[str, str]], out: Path, *, settings: "DemoSettings",
+                progress: ProgressCallback | None) -> list[dict[str, str]]:
+    """Faithfulness, robustness, sanity and localisation (against the phantom lesion mask) per case x method:
+    ``out/<case_id>/scores.csv`` and ``<demo>/scores.csv``; returns the rows as written."""
+    from medxai.metrics.model_grid import ScoreSettings
+    from medxai.metrics.scoring import score_case, write_scores_csv
+    from medxai.models.model_dir import load_model
+
+    model = load_model(model_dir, device="cpu")
+    data_dir = out.parent / "data"
+    light = dict(n_infidelity=2, n_sensitivity=1, sanity_steps=1, deletion_steps=4) if settings.score_light else \
+        dict(n_infidelity=8, n_sensitivity=2, sanity_steps=2, deletion_steps=8)
+    score_settings = ScoreSettings(**light)  # type: ignore[arg-type]
+    columns = score_settings.columns(with_mask=True)
+    rows_out: list[dict[str, Any]] = []
+    for number, row in enumerate(rows, start=1):
+        scored = score_case(model, _data(row, "image", data_dir), methods=list(settings.methods),
+                            mask=_data(row, "mask", data_dir), seed=settings.seed, settings=score_settings,
+                            method_options=method_options(settings), case_id=row["case_id"])
+        write_scores_csv(scored, out / row["case_id"] / "scores.csv", columns=columns)
+        rows_out += scored
+        if progress is not None:
+            progress("Scoring explanations", number, len(rows))
+    combined = write_scores_csv(rows_out, out.parent / "scores.csv", columns=columns)
+    with combined.open(newline="", encoding="utf-8") as handle:
+        return [dict(r) for r in csv.DictReader(handle)]
+
+
+def segment_cases(model_dir: Path, rows: Sequence[Mapping[str, str]], out: Path, *, settings: "DemoSettings",
+                  progress: ProgressCallback | None) -> dict[str, Any]:
+    """Weakly-supervised masks: the classifier's post-hoc heatmap of the predicted class, thresholded
+    (Chatterjee et al.'s multi-Otsu offset rule) on each scan's grid; Dice against the phantom masks."""
+    from medxai.segmentation.segment import SegmentInput, SegmentSettings, segment_scans
+
+    data_dir = out.parent / "data"
+    cases = [SegmentInput(row["case_id"], (_data(row, "image", data_dir),), _data(row, "mask", data_dir), row["label"])
+             for row in rows]
+    segment = SegmentSettings(method=settings.segment_method, seed=settings.seed)
+    summary = segment_scans(model_dir, cases, out, settings=segment, progress=progress)
+    return {"kind": f"post-hoc {settings.segment_method} heatmap of the classifier, thresholded ({segment.rule})",
+            "median_dice": summary.get("median_dice")}
+
+
+def radiomics_cases(rows: Sequence[Mapping[str, str]], out: Path, *, settings: "DemoSettings",
+                    progress: ProgressCallback | None) -> None:
+    """PyRadiomics features of each lesion and its peritumoral shells/expansions: ``out/<case_id>/features.csv``."""
+    from medxai.radiomics.batch import run_extraction
+    from medxai.radiomics.cases import CaseSpec, ExtractionOptions
+
+    data_dir = out.parent / "data"
+    options = ExtractionOptions(params="mr", distances_mm=tuple(settings.expansions_mm), seed=settings.seed)
+    work = out / ".parts"
+    for number, row in enumerate(rows, start=1):
+        case = CaseSpec(row["case_id"], _data(row, "image", data_dir), mask=_data(row, "mask", data_dir))
+        run_extraction([case], out / row["case_id"] / "features.csv", options=options, work_dir=work)
+        if progress is not None:
+            progress("Radiomics", number, len(rows))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def write_reports(out: Path, model_dir: Path, chosen: Sequence[Mapping[str, str]], test_rows: Sequence[Mapping[str, str]],
+                  predictions: Sequence["Prediction"], score_rows: Sequence[Mapping[str, str]], *,
+                  settings: "DemoSettings", metrics: Mapping[str, Any]) -> dict[str, Path]:
+    """A PDF per explained case (``reports/<case_id>.pdf``) and the one-page summary (``summary.pdf``)."""
+    from medxai.report.cohort import Cohort, CohortCase, write_cohort_summary
+    from medxai.report.pdf import report_case
+
+    data_dir = out / "data"
+    written: dict[str, Path] = {}
+    for row in chosen:
+        case_id = row["case_id"]
+        folders = [out / name / case_id for name in ("explanations", "segmentation", "radiomics")]
+        pdf = out / "reports" / f"{case_id}.pdf"
+        report_case([f for f in folders if f.is_dir()], pdf, scan=_data(row, "image", data_dir),
+                    mask=_data(row, "mask", data_dir), model_dir=model_dir)
+        written[f"report {case_id}"] = pdf
+    labels = {row["case_id"]: row["label"] for row in test_rows}
+    cases = [CohortCase(p.case_id, "done", prediction=p.prediction, probability=p.probabilities[p.prediction],
+                        label=labels.get(p.case_id)) for p in predictions]
+    notes = [
+        f"Model: {metrics['model']} 3D CNN trained on {metrics['n_train']} phantoms, validation AUC "
+        f"{metrics['val_auc']:.2f} ({metrics['n_val']} cases); held-out AUC {metrics['test_auc']:.2f} "
+        f"({metrics['test_n']} cases). Explained and scored: {', '.join(r['case_id'] for r in chosen)}.",
+        f"Weakly-supervised masks: {metrics['segmentation']['kind']}. Seed {settings.seed}.",
+    ]
+    summary = write_cohort_summary(Cohort(title=f"medxai demo: {len(cases)} held-out phantoms", cases=cases,
+                                          scores=score_rows, notes=notes), out / "summary.pdf")
+    written["cohort summary"] = summary
+    return written
