@@ -95,6 +95,12 @@ def _scores(results: CaseResults, styles: Styles, width: float) -> list[Flowable
     return story
 
 
+def _failed_methods(results: CaseResults, styles: Styles) -> list[Flowable]:
+    failed = results.provenance.get("failed_methods") or {}
+    return [Paragraph(f"<b>{text(name)} produced no heatmap</b>: {text(reason)}", styles.warning)
+            for name, reason in failed.items()]
+
+
 def _lesion(results: CaseResults) -> tuple[str, Any] | None:
     if results.mask is not None and results.mask.data.any():
         return "through the lesion (reference mask)", results.mask.data
@@ -166,7 +172,7 @@ def _radiomics(results: CaseResults, styles: Styles, size: tuple[float, float]) 
     width = layout.frame_width(size)
     story: list[Flowable] = [CondPageBreak(layout.frame_height(size) * 0.5), Paragraph("Radiomics", styles.heading)]
     if radiomics.rows:
-        table = [["region", "distance (mm)", "volume (mL)", "mean intensity"]]
+        table = [["region", "distance (mm)", "volume (mL)", "first-order mean"]]
         for row in radiomics.rows:
             volume = row.get("original_shape_VoxelVolume", "")
             table.append([row.get("region", ""), row.get("distance_mm", ""),
@@ -207,6 +213,7 @@ def case_story(results: CaseResults, *, size: tuple[float, float], percentile: f
     width = layout.frame_width(size)
     reorientation = Reorientation.of(results.scan)
     story = _header(results, styles, width) + _prediction(results, styles, width) + _scores(results, styles, width)
+    story += _failed_methods(results, styles)
     note = obliquity_note(reorientation)
     if note:
         story.append(Paragraph(text(note), styles.small))

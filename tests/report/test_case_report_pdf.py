@@ -170,3 +170,16 @@ def test_a_scan_other_than_the_explained_one_is_refused(tmp_path: Path) -> None:
     other = write_nifti(volume.with_data(volume.data + 1.0), tmp_path / "other.nii.gz")
     with pytest.raises(InvalidInputError, match="not the scan these heatmaps explain"):
         report_case([case.case_dir], tmp_path / "out.pdf", scan=other)
+
+
+def test_failed_methods_are_named_with_their_reason(tmp_path: Path) -> None:
+    import json
+
+    volume, mask = phantom(linear=np.eye(3), shape=(40, 40, 40), seed=3)
+    case = write_report_case(tmp_path, volume=volume, mask=mask, methods=("saliency",), failing=())
+    record = json.loads((case.case_dir / "explanations.json").read_text())
+    record["failed_methods"] = {"occlusion": "MemoryError: out of memory"}
+    (case.case_dir / "explanations.json").write_text(json.dumps(record))
+    pdf = tmp_path / "out.pdf"
+    report_case([case.case_dir], pdf, scan=case.scan)
+    assert "occlusion produced no heatmap: MemoryError: out of memory" in " ".join(_text(pdf).split())
