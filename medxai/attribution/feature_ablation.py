@@ -48,7 +48,7 @@ class FeatureAblationMethod(AttributionMethod):
         *,
         execution: Execution | None = None,
         supervoxel_mm: float = 12.0,
-        compactness: float = 0.1,
+        compactness: float = 0.3,
         baseline: float = 0.0,
     ) -> None:
         super().__init__(network, execution=execution)

@@ -6,6 +6,8 @@ Gaussian noise (std = ``noise_level`` x intensity range, seeded generator) the g
 the CAM layer is averaged as mean(g), mean(g^2), mean(g^3); alpha is Grad-CAM++'s exponential-output
 closed form on those averages, alpha = mean(g^2) / (2 mean(g^2) + sum_space(A * mean(g^3))), with A
 the clean input's activation; weights w_c = sum_space(alpha * ReLU(mean(g))), CAM = ReLU(sum_c w_c A_c).
+At the last feature map of a network ending in global average pooling and one linear layer the gradient
+does not depend on the input, so there it equals Grad-CAM++; the noise matters at earlier layers.
 """
 from __future__ import annotations
 
