@@ -136,13 +136,13 @@ def sample_lesion(rng: np.random.Generator, *, inner: Ellipsoid, tissue: float, 
     """A malignant-looking lesion inside ``inner`` (call ``.smooth()`` for its benign twin).
 
     The number of draws does not depend on any class, so a seed gives the same lesion for every label.
-    Radii are log-uniform in 3-10 mm (at a 64 mm field of view), 85 % of lesions are 1.5-2x brighter than
+    Radii are log-uniform in 3.5-10 mm (at a 64 mm field of view), 85 % of lesions are 1.5-2x brighter than
     tissue (the others darker), and half of those with all radii over 5 mm have a darker core.
     """
-    radius = max(float(np.exp(rng.uniform(np.log(3.0), np.log(10.0)))) * scale, 2.0)
-    radii = radius * np.array([1.0, rng.uniform(0.7, 1.0), rng.uniform(0.6, 1.0)])
+    radius = max(float(np.exp(rng.uniform(np.log(3.5), np.log(10.0)))) * scale, 2.0)
+    radii = radius * np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.7, 1.0)])
     rotation = random_rotation(rng)
-    bright, bright_contrast, dark_contrast = rng.uniform() < 0.85, rng.uniform(0.5, 1.0), -rng.uniform(0.4, 0.6)
+    bright, bright_contrast, dark_contrast = rng.uniform() < 0.85, rng.uniform(0.5, 0.95), -rng.uniform(0.4, 0.6)
     contrast = float(bright_contrast if bright else dark_contrast)
     lobes = tuple(Bump(as_vector(unit_vector(rng)), float(rng.uniform(0.0, 0.12)), float(rng.uniform(2.0, 6.0)))
                   for _ in range(3))
@@ -178,10 +178,10 @@ def sample_distractors(rng: np.random.Generator, *, inner: Ellipsoid, lesion: Le
     lesion_extent = max(lesion.extent_mm, lesion.smooth().extent_mm)
     placed: list[Ellipsoid] = []
     for _ in range(int(rng.integers(1, 4))):
-        radius = rng.uniform(2.5, 5.5) * scale
-        radii = radius * np.array([rng.uniform(1.0, 2.0), 1.0, rng.uniform(0.8, 1.0)])
+        radius = rng.uniform(2.0, 3.5) * scale
+        radii = radius * np.array([rng.uniform(1.0, 2.5), 1.0, rng.uniform(0.8, 1.0)])
         blob = Ellipsoid((0.0, 0.0, 0.0), as_vector(radii), random_rotation(rng),
-                         float(tissue * rng.uniform(1.9, 2.5)), blur_mm=0.3)
+                         float(tissue * rng.uniform(2.0, 2.6)), blur_mm=0.3)
         candidates = points_in(inner, rng, count=512)
         for clearance, shrink in ((lesion.halo_width_mm + 2 * HALO_FALLOFF_MM, 1.0), (1.0, 1.0), (1.0, 0.7), (1.0, 0.5)):
             reach = float(radii.max()) * shrink
