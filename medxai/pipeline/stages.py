@@ -58,6 +58,7 @@ _STEPS = "medxai.pipeline.steps"
 # The fixed order stages run in; a pipeline turns them on with ``<section>.enabled`` (``model.predict``).
 STAGES: list[StageSpec] = [
     StageSpec("model", f"{_STEPS}.predict:run", needs_model=True, enabled_key="predict", finish=f"{_STEPS}.predict:finish"),
+    StageSpec("explain", f"{_STEPS}.explain:run", needs_model=True, check=f"{_STEPS}.explain:check"),
     StageSpec("score", f"{_STEPS}.score:run", needs_model=True, check=f"{_STEPS}.score:check",
               finish=f"{_STEPS}.score:finish"),
     StageSpec("segment", f"{_STEPS}.segment:run", needs_model=True, check=f"{_STEPS}.segment:check",

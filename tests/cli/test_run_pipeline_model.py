@@ -20,6 +20,11 @@ PIPELINE = """
 model:
   path: {model}
   predict: true
+explain:
+  enabled: true
+  methods: [saliency, smoothgrad]
+  seed: 3
+  batch_size: 4
 segment:
   enabled: true
   method: saliency
@@ -32,6 +37,14 @@ report:
   enabled: true
 """
 TIMINGS = ("started", "finished", "seconds")
+# Provenance in explanations.json that differs between two identical runs: when and how fast it ran.
+VOLATILE = ("date", "wall_s", "peak_rss_mib", "peak_cuda_mib")
+
+
+def without_volatile(value):
+    if isinstance(value, dict):
+        return {k: without_volatile(v) for k, v in value.items() if k not in VOLATILE}
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +70,8 @@ def workspace(tmp_path_factory):
 
 
 def digests(out: Path) -> dict[str, str]:
-    """sha256 of every file under OUT; manifest.csv without its timing columns; PDFs (which print their
-    creation time) only by their presence and page count."""
+    """sha256 of every file under OUT; manifest.csv without its timing columns, explanations.json without
+    its date and per-method time and memory; PDFs (which print their creation time) by their page count."""
     from pypdf import PdfReader
 
     result = {}
@@ -66,6 +79,9 @@ def digests(out: Path) -> dict[str, str]:
         name = str(path.relative_to(out))
         if path.suffix == ".pdf":
             result[name] = f"pdf with {len(PdfReader(path).pages)} pages"
+        elif path.name == "explanations.json":
+            record = without_volatile(json.loads(path.read_text()))
+            result[name] = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
         elif name == "manifest.csv":
             with path.open(newline="") as handle:
                 rows = [{k: v for k, v in row.items() if k not in TIMINGS} for row in csv.DictReader(handle)]
@@ -150,6 +166,16 @@ def test_stages_equal_their_standalone_commands(workspace, cli, tmp_path):
         (row,) = csv.DictReader(handle)
     assert record["prediction"] == row["prediction"]
     assert {f"p_{k}": f"{v:.6f}" for k, v in record["probabilities"].items()} == {k: v for k, v in row.items() if k.startswith("p_")}
+
+    explained = cli("explain", workspace / "model", image, "-o", tmp_path / "explain", "-m", "saliency", "-m", "smoothgrad",
+                    "--seed", "3", "--batch-size", "4", "--device", "cpu")
+    assert explained.exit_code == 0, explained.stderr
+    for method in ("saliency", "smoothgrad"):
+        ours, theirs = nib.load(out / case["case_id"] / f"{method}.nii.gz"), nib.load(tmp_path / "explain" / case["case_id"] / f"{method}.nii.gz")
+        assert np.array_equal(ours.get_fdata(), theirs.get_fdata()) and np.array_equal(ours.affine, theirs.affine)
+        assert np.array_equal(ours.affine, nib.load(image).affine)
+    assert without_volatile(json.loads((out / case["case_id"] / "explanations.json").read_text())) == \
+        without_volatile(json.loads((tmp_path / "explain" / case["case_id"] / "explanations.json").read_text()))
 
     standalone = cli("segment", workspace / "model", image, "-o", tmp_path / "seg", "--method", "saliency",
                      "--threshold", "otsu")
