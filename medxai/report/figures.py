@@ -106,7 +106,7 @@ def view_grid(
         bar.ax.tick_params(labelsize=6)
     if title:
         figure.suptitle(title, fontsize=9)
-    figure.subplots_adjust(left=0.05, right=0.93, top=0.93 if title else 0.97, bottom=0.02)
+    figure.subplots_adjust(left=0.05, right=0.9, top=0.93 if title else 0.97, bottom=0.02)
     return _png(figure)
 
 

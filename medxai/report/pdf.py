@@ -123,7 +123,7 @@ def _method_page(method: MethodResult, results: CaseResults, reorientation: Reor
         rows.append((lesion[0], slice_views(reorientation, results.scan.data, point=centre, overlay=shown, mask=lesion[1])))
     rows.append((f"MIP (top {100 - MIP_PERCENTILE:.0f}%)", projection_views(reorientation, results.scan.data, data,
                                                                            percentile=MIP_PERCENTILE)))
-    colouring = Colouring.for_map(data, signed=method.sign == "signed", label=f"{method.name} attribution (raw units)")
+    colouring = Colouring.for_map(data, signed=method.sign == "signed", label=f"{method.name} (raw values)")
     png = view_grid(rows, colouring=colouring, window_from=results.scan.data)
     caption = (f"Coloured: voxels in the top {100 - percentile:g}% of |attribution| (|value| ≥ {level:.3g}); grey: the "
                "scan. Radiological convention: patient's right on the image's left (axial, coronal), anterior up "
