@@ -1,0 +1,107 @@
+"""Each attribution method's cost as a ratio to its floor: seconds / (passes it needs x best per-sample
+pass time), with the passes counted per method from its parameters and its run-time diagnostics.
+
+Every method is timed as a user pays for it: construction (model surgery, copies) plus ``attribute``
+(which resolves the target with one clean forward pass), with the internal batch size resolved once
+per case as ``explain_case`` does.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from benchmarks.common import measure, record
+from benchmarks.floor import PassFloor
+
+CAM_METHODS = ("gradcam", "gradcampp", "smooth_gradcampp")
+
+
+def cam_layer(arch: str) -> str | None:
+    """The CAM layer the architecture registers (as ``explain_case`` passes it), if any."""
+    from medxai.models.registry import get_architecture
+
+    return get_architecture(arch).target_layer
+
+
+def occlusion_windows(shape: tuple[int, ...], window: tuple[int, ...], stride: tuple[int, ...]) -> int:
+    """Captum's window count: prod over axes of ceil((length - window) / stride) + 1."""
+    return math.prod(math.ceil((n - w) / s) + 1 for n, w, s in zip(shape, window, stride))
+
+
+def passes(name: str, params: dict[str, Any], diagnostics: dict[str, Any], shape: tuple[int, ...]) -> dict[str, int]:
+    """Forward-only and forward+backward sample passes a method needed (the target's clean pass included)."""
+    if name == "integrated_gradients":
+        # change F(x)-F(0): 2; Captum's completeness delta: 2; every step count tried (doubling) is a full run.
+        used, steps, total = diagnostics["n_steps_used"], params["n_steps"], 0
+        while steps <= used:
+            total, steps = total + steps, steps * 2
+        runs = int(math.log2(used // params["n_steps"])) + 1
+        return {"forward": 1 + 2 + 2 * runs, "backward": total}
+    if name == "smoothgrad":
+        return {"forward": 1, "backward": params["n_samples"]}
+    if name == "smooth_gradcampp":
+        return {"forward": 1, "backward": 1 + params["n_samples"]}
+    if name == "deeplift":  # input and baseline in one batch of 2, then Captum's delta: 2 forwards
+        return {"forward": 1 + 2, "backward": 2}
+    if name == "occlusion":
+        windows = diagnostics.get("windows_evaluated")
+        if windows is None:
+            windows = occlusion_windows(shape, diagnostics["window_voxels"], diagnostics["stride_voxels"])
+        return {"forward": 2 + windows, "backward": 0}
+    if name == "feature_ablation":
+        return {"forward": 2 + diagnostics["supervoxels"], "backward": 0}
+    return {"forward": 1, "backward": 1}  # saliency, input x gradient, guided backprop, LRP, Grad-CAM(++)
+
+
+def method_runner(name: str, network: nn.Module, inputs: torch.Tensor, *, device: str, batch_size: int,
+                  options: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """A call that builds and runs the medxai method once, and the dict its last params/diagnostics land in."""
+    from medxai.attribution.base import Execution
+    from medxai.attribution.registry import create_method
+    from medxai.attribution.targets import PredictedClass
+
+    execution = Execution(device=device, batch_size=batch_size, seed=0)
+    last: dict[str, Any] = {}
+
+    def call() -> torch.Tensor:
+        method = create_method(name, network, execution=execution, options=options)
+        heatmap = method.attribute(inputs, PredictedClass())
+        last.update(params=dict(method.params), diagnostics=dict(method.diagnostics))
+        return heatmap
+
+    return call, last
+
+
+def method_options(name: str, arch: str, configured: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    options = dict(configured.get(name, {}))
+    layer = cam_layer(arch)
+    if name in CAM_METHODS and layer:
+        options.setdefault("layer", layer)
+    return options
+
+
+def attribution_records(network: nn.Module, inputs: torch.Tensor, floor: PassFloor, *, arch: str, device: str,
+                        repeats: int, configured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per registered method: median seconds, passes, floor and ratio to floor."""
+    from medxai.attribution.memory import auto_batch_size
+    from medxai.attribution.registry import METHODS
+
+    batch_size = auto_batch_size(network, inputs)
+    size = "x".join(str(n) for n in inputs.shape[2:])
+    rows = []
+    for name in METHODS:
+        options = method_options(name, arch, configured)
+        call, last = method_runner(name, network, inputs, device=device, batch_size=batch_size, options=options)
+        try:
+            timing = measure(call, repeats=repeats, device=device)
+        except (RuntimeError, MemoryError) as error:
+            rows.append({"name": f"method/{name}", "method": name, "error": str(error).splitlines()[0]})
+            continue
+        counted = passes(name, last["params"], last["diagnostics"], tuple(inputs.shape[2:]))
+        rows.append(record(f"method/{name}", name, size, device, timing, model=arch, batch_size=batch_size,
+                           passes=counted, floor_s=floor.cost(**counted),
+                           params={k: v for k, v in last["params"].items() if k != "roi"}))
+    return rows

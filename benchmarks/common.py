@@ -1,0 +1,96 @@
+"""Shared helpers of the benchmarks: repeat-and-median timing, load average, records, run settings."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+REQUIRED_KEYS = ("name", "method", "size", "device", "median_s", "spread_s", "repeats")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What one run measures. ``quick`` keeps ``make bench-quick`` to a few minutes on 2 idle cores."""
+
+    quick: bool
+    repeats: int
+    floor_cases: tuple[tuple[str, int, tuple[int, ...]], ...]  # (arch, size, batch sizes)
+    floor_warmup: int
+    batch_sizes: tuple[int, ...]
+    method_model: str
+    method_size: int
+    roi_case: tuple[int, int, int]  # (size, window, stride) of the ROI occlusion vs MONAI comparison
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    memory_sizes: tuple[int, ...] = (64,)
+    demo_args: tuple[str, ...] = ("--quick",)
+    pipeline_cases: int = 4
+    end_to_end_repeats: int = 1
+
+    @classmethod
+    def make(cls, *, quick: bool) -> "Settings":
+        if quick:
+            # Quick: every method on the tiny CNN at 32^3 with reduced sample counts (the ratios, not the
+            # absolute seconds, are what the quick run is for); resnet18 only for the floor, batch 1.
+            return cls(quick=True, repeats=3, floor_cases=(("tiny", 64, (1, 4)), ("resnet18", 64, (1,))), floor_warmup=0,
+                       batch_sizes=(1, 4), method_model="tiny", method_size=32, roi_case=(32, 8, 8),
+                       method_options={"integrated_gradients": {"n_steps": 16, "max_steps": 16},
+                                       "smoothgrad": {"n_samples": 16},
+                                       "smooth_gradcampp": {"n_samples": 8},
+                                       "occlusion": {"window_mm": 16.0, "stride_mm": 8.0}},
+                       memory_sizes=(64,), demo_args=("--quick",), pipeline_cases=4)
+        return cls(quick=False, repeats=5, floor_warmup=1,
+                   floor_cases=tuple((arch, size, (1, 2, 4, 8)) for arch in ("tiny", "resnet18", "densenet121") for size in (64, 96, 128)),
+                   batch_sizes=(1, 2, 4, 8), method_model="resnet18", method_size=64, roi_case=(64, 16, 8),
+                   method_options={"integrated_gradients": {"n_steps": 32, "max_steps": 32},
+                                   "occlusion": {"window_mm": 16.0, "stride_mm": 8.0}},
+                   memory_sizes=(128, 256), demo_args=(), pipeline_cases=20, end_to_end_repeats=3)
+
+
+def device_name() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def load_average() -> float:
+    """The 1-minute load average now."""
+    return round(os.getloadavg()[0], 2)
+
+
+def measure(call: Callable[[], Any], *, repeats: int, device: str = "cpu", warmup: int = 1) -> dict[str, Any]:
+    """Median wall time of ``call`` over ``repeats`` runs after ``warmup`` untimed ones, with the spread
+    (min-max below 4 repeats, else the interquartile range) and every sample."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(repeats):
+        synchronize(device)
+        started = time.perf_counter()
+        call()
+        synchronize(device)
+        samples.append(time.perf_counter() - started)
+    if len(samples) >= 4:
+        quartiles = statistics.quantiles(samples, n=4)
+        spread, kind = quartiles[2] - quartiles[0], "iqr"
+    else:
+        spread, kind = max(samples) - min(samples), "min-max"
+    return {"median_s": statistics.median(samples), "spread_s": spread, "spread_kind": kind,
+            "repeats": repeats, "samples_s": [round(s, 5) for s in samples]}
+
+
+def record(name: str, method: str, size: str, device: str, timing: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """One result row: the timing plus ratios to its floor and its peer where those are given."""
+    row: dict[str, Any] = {"name": name, "method": method, "size": size, "device": device, **timing, **extra}
+    if row.get("floor_s"):
+        row["ratio_to_floor"] = row["median_s"] / row["floor_s"]
+    if row.get("peer_median_s"):
+        row["ratio_to_peer"] = row["median_s"] / row["peer_median_s"]
+    return row

@@ -1,0 +1,71 @@
+"""The floor: one forward and one forward+backward pass of each model, batch 1 and larger batches.
+
+The best per-sample time over the batch sizes tried is the floor every method is divided by.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmarks.common import measure, record
+
+
+@dataclass(frozen=True)
+class PassFloor:
+    """Best per-sample seconds of a forward (``forward_s``) and a forward+backward (``backward_s``) pass."""
+
+    forward_s: float
+    backward_s: float
+
+    def cost(self, *, forward: int = 0, backward: int = 0) -> float:
+        """The floor of a method that needs ``forward`` + ``backward`` passes."""
+        return forward * self.forward_s + backward * self.backward_s
+
+
+def make_model(arch: str, size: int, *, device: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
+    """A seeded, eval-mode network of the registry and one smooth random input ``(1, 1, size^3)``."""
+    from medxai.models.registry import build_network
+
+    torch.manual_seed(seed)
+    network = build_network(arch, in_channels=1, num_classes=2, spatial_size=(size,) * 3).to(device).eval()
+    inputs = torch.rand(1, 1, size, size, size, device=device)
+    return network, inputs
+
+
+def _forward(network: nn.Module, batch: torch.Tensor) -> None:
+    with torch.no_grad():
+        network(batch)
+
+
+def _backward(network: nn.Module, batch: torch.Tensor) -> None:
+    leaf = batch.detach().requires_grad_(True)
+    network(leaf)[:, 0].sum().backward()
+
+
+def floor_records(arch: str, size: int, *, device: str, repeats: int, batch_sizes: tuple[int, ...], warmup: int = 1) -> tuple[list[dict[str, Any]], PassFloor]:
+    """Records of forward and forward+backward per-sample time at each batch size, and the best of each."""
+    network, inputs = make_model(arch, size, device=device)
+    rows: list[dict[str, Any]] = []
+    best = {"forward": float("inf"), "forward+backward": float("inf")}
+    for batch_size in batch_sizes:
+        batch = inputs.expand(batch_size, *inputs.shape[1:]).contiguous()
+        for kind, call in (("forward", _forward), ("forward+backward", _backward)):
+            try:
+                timing = measure(lambda: call(network, batch), repeats=repeats, device=device, warmup=warmup)
+            except (RuntimeError, MemoryError) as error:  # out of memory at this batch size
+                rows.append({"name": f"floor/{arch}/{size}/{kind}/b{batch_size}", "error": str(error).splitlines()[0]})
+                continue
+            per_sample = {**timing, "median_s": timing["median_s"] / batch_size, "spread_s": timing["spread_s"] / batch_size,
+                          "batch_median_s": timing["median_s"]}
+            best[kind] = min(best[kind], per_sample["median_s"])
+            rows.append(record(f"floor/{arch}/{size}/{kind}/b{batch_size}", f"{kind} pass per sample",
+                               f"{size}^3", device, per_sample, model=arch, batch_size=batch_size))
+        del batch
+    for row in rows:
+        if "median_s" in row:
+            kind = "forward+backward" if "forward+backward" in row["name"] else "forward"
+            row.update(floor_s=best[kind], ratio_to_floor=row["median_s"] / best[kind])
+    return rows, PassFloor(forward_s=best["forward"], backward_s=best["forward+backward"])
