@@ -41,11 +41,10 @@ def load_models(paths: list[Path], *, device: str, classes: Optional[str], spati
                 spacing: Optional[str], intensity: Optional[str]) -> list[Any]:
     """Load model directories, TorchScript files or MONAI bundles with the bring-your-own options."""
     from medxai.models.model_dir import load_model
-    from medxai.models.train import resolve_device
 
     return [
         load_model(
-            path, device=resolve_device(device), classes=parse_classes(classes),
+            path, device=device, classes=parse_classes(classes),
             spatial_size=None if spatial_size is None else parse_spatial_size(spatial_size),
             spacing=parse_spacing(spacing), intensity=intensity,
         )

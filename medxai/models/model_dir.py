@@ -57,6 +57,19 @@ class LoadedModel:
         return torch.device("cpu")
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is a configuration error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device} was asked for but no CUDA device is available")
+    return torch.device(device)
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -196,15 +209,15 @@ def load_model(
     if path.is_dir() and (path / MODEL_JSON).is_file():
         if given:
             raise ConfigError(f"{', '.join(given)} cannot override a medxai model directory's recorded preprocessing")
-        return _load_medxai_dir(path, torch.device(device))
+        return _load_medxai_dir(path, resolve_device(device))
     from medxai.models import byo
 
     if path.is_dir():
         if (path / "configs").is_dir():
-            return byo.load_bundle(path, device=torch.device(device), **overrides)
+            return byo.load_bundle(path, device=resolve_device(device), **overrides)
         raise InvalidInputError(f"not a model directory: no {MODEL_JSON} (nor a MONAI bundle configs/ folder)", path=path)
     if is_torchscript_archive(path):
-        return byo.load_torchscript(path, device=torch.device(device), **overrides)
+        return byo.load_torchscript(path, device=resolve_device(device), **overrides)
     raise _refuse_file(path)
 
 

@@ -55,6 +55,31 @@ class TinyCNN(nn.Module):
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 
+class SmallCNN(nn.Module):
+    """A stride-2 Conv3d stem, then Conv3d-BatchNorm3d-ReLU-MaxPool blocks, and a head on global max and
+    average pooling concatenated: a small lesion is a local maximum of the features, which averaging alone
+    dilutes. About 0.1 M parameters; built for lesion presence at 64^3 on a CPU."""
+
+    def __init__(self, *, in_channels: int, num_classes: int, widths: tuple[int, ...] = (16, 32, 32, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv3d(in_channels, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm3d(widths[0]), nn.ReLU(),
+        ]
+        for before, width in zip(widths[:-1], widths[1:]):
+            layers += [nn.MaxPool3d(2), nn.Conv3d(before, width, 3, padding=1, bias=False), nn.BatchNorm3d(width), nn.ReLU()]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(2 * widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.features(x)
+        pooled = torch.cat([features.amax(dim=(2, 3, 4)), features.mean(dim=(2, 3, 4))], dim=1)
+        return self.head(pooled)
+
+
+def _small(*, in_channels: int, num_classes: int, spatial_size: tuple[int, int, int]) -> nn.Module:
+    return SmallCNN(in_channels=in_channels, num_classes=num_classes)
+
+
 def _tiny(*, in_channels: int, num_classes: int, spatial_size: tuple[int, int, int]) -> nn.Module:
     return TinyCNN(in_channels=in_channels, num_classes=num_classes)
 
@@ -103,6 +128,7 @@ def register_architecture(
 
 for _name, _builder, _layer in (
     ("tiny", _tiny, "features"),
+    ("small", _small, "features"),
     ("densenet121", _densenet121, "class_layers.relu"),
     ("resnet10", _resnet(10), "layer4"),
     ("resnet18", _resnet(18), "layer4"),

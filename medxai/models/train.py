@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -20,26 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from medxai.errors import ConfigError
+from medxai.errors import ConfigError, MedxaiError
 from medxai.models.dataset import data_sha256, prepare_cases, read_labels, stratified_split
 from medxai.models.evaluation import classification_metrics
-from medxai.models.model_dir import save_model_dir
+from medxai.models.model_dir import resolve_device, save_model_dir
 from medxai.models.preprocessing import PreprocessingConfig, Preprocessor, parse_intensity
 from medxai.models.registry import build_network, get_architecture
 
 Progress = Callable[[str, int, int], None]
+LOG = logging.getLogger(__name__)
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_auc", "val_f1", "val_accuracy", "seconds")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available; ``cuda`` without a GPU is a configuration error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(device)
 
 
 @contextlib.contextmanager
@@ -181,10 +172,14 @@ def train_model(
             if auc > best["auc"] + 1e-9 or (auc >= best["auc"] - 1e-9 and val_loss < best["loss"]):
                 state = {k: v.detach().to("cpu").clone() for k, v in network.state_dict().items()}
                 best.update(auc=auc, loss=val_loss, epoch=epoch, state=state, probabilities=probabilities)
+            LOG.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.4f, %.1f s", epoch, epochs,
+                     history[-1]["train_loss"], val_loss, scores["auc"], history[-1]["seconds"])
             if progress is not None:
                 progress("Training epochs", epoch, epochs)
             if epoch - best["epoch"] >= patience:
                 break
+    if best["state"] is None:
+        raise MedxaiError(f"training diverged: validation loss is not finite (try a lower --lr than {lr})")
     network.load_state_dict(best["state"])
     final = classification_metrics(best["probabilities"], targets[val_idx], classes=class_names)
     seconds = time.perf_counter() - started

@@ -8,7 +8,7 @@ from torch import nn
 from medxai.errors import ConfigError
 from medxai.models.registry import ARCHITECTURES, architecture_names, build_network, get_architecture, register_architecture
 
-BUILT_IN = ["tiny", "densenet121", "resnet10", "resnet18", "resnet34", "efficientnet-b0", "seresnet50"]
+BUILT_IN = ["tiny", "small", "densenet121", "resnet10", "resnet18", "resnet34", "efficientnet-b0", "seresnet50"]
 
 
 @pytest.mark.parametrize("arch", BUILT_IN)
