@@ -110,10 +110,10 @@ def _case_ids(folder: Path) -> set[str]:
 
 
 def _methods_record(explanations: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """``methods`` of explanations.json as name -> record (a mapping, or a list of records with ``method``)."""
-    methods = explanations.get("methods", {})
-    if isinstance(methods, list):
-        return {str(m.get("method") or m.get("name")): dict(m) for m in methods if isinstance(m, dict)}
+    """``methods`` of explanations.json: method name -> its record."""
+    methods = explanations.get("methods") or {}
+    if not isinstance(methods, dict):
+        raise InvalidInputError("explanations.json: 'methods' is not a mapping of method names to records")
     return {str(name): dict(record) for name, record in methods.items() if isinstance(record, dict)}
 
 

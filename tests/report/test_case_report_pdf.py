@@ -183,3 +183,34 @@ def test_failed_methods_are_named_with_their_reason(tmp_path: Path) -> None:
     pdf = tmp_path / "out.pdf"
     report_case([case.case_dir], pdf, scan=case.scan)
     assert "occlusion produced no heatmap: MemoryError: out of memory" in " ".join(_text(pdf).split())
+
+
+def test_segmentation_and_radiomics_sections(tmp_path: Path) -> None:
+    import json
+
+    from matplotlib.figure import Figure
+
+    volume, mask = phantom(linear=np.diag([1.0, 1.0, 2.0]), shape=(40, 40, 20), seed=3)
+    case = write_report_case(tmp_path, volume=volume, mask=mask, methods=("saliency",), failing=())
+    segmentation = tmp_path / "seg" / case.case_dir.name
+    segmentation.mkdir(parents=True)
+    write_nifti(mask, segmentation / "mask.nii.gz")
+    (segmentation / "segmentation.json").write_text(json.dumps({
+        "case_id": case.case_dir.name, "method": "gradcam", "target": "lesion", "threshold": {"rule": "otsu"},
+        "mask": {"voxels": int(mask.data.sum()), "volume_ml": 1.234}, "scores": {"dice": 0.81, "iou": 0.68}}))
+    (case.case_dir / "features.csv").write_text(
+        "case_id,region,distance_mm,original_shape_VoxelVolume,original_firstorder_Mean\n"
+        f"{case.case_dir.name},lesion,0,1234,80.5\n{case.case_dir.name},shell,4,2500,60.25\n")
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "auc.csv").write_text("region,distance_mm,classifier,auc,ci_low,ci_high\nlesion,0,logistic,0.71,0.6,0.8\n"
+                                   "shell,4,logistic,0.83,0.75,0.9\n")
+    figure = Figure(figsize=(3, 2))
+    figure.add_subplot(1, 1, 1).plot([0, 4], [0.71, 0.83])
+    figure.savefig(study / "auc_vs_distance.png")
+    pdf = tmp_path / "out.pdf"
+    report_case([case.case_dir, segmentation, study], pdf, scan=case.scan)
+    text = " ".join(_text(pdf).split())
+    assert "volume 1.23 mL" in text and "Dice 0.81" in text
+    assert "shell" in text and "2.5" in text  # 2500 mm3 shown as 2.5 mL
+    assert "best AUC 0.83 with the shell region at 4 mm" in text
