@@ -180,7 +180,7 @@ def explain_case(
     prediction = _prediction(output, kind, model.classes)
     explained, target_region, roi = network, None, None
     if region is not None and kind == "classification" and hasattr(network, "heatmaps"):
-        explained, kind, target_region = HeatmapOutput(network), "segmentation", region
+        explained, target_region = HeatmapOutput(network), region
     elif region is not None and kind == "segmentation":
         target_region = region
     elif region is not None:
@@ -219,6 +219,7 @@ def explain_case(
         "inputs": [{"channel": i, "sha256": digest} for i, digest in enumerate(inputs_sha256(paths))],
         "model": {"sha256": model.sha256, "arch": model.arch, "classes": list(model.classes), "task": model.task},
         "output": kind,
+        "explained_output": "class heatmaps (weakly supervised)" if explained is not network else kind,
         "prediction": prediction,
         "target": {"requested": target, "region": region_kind,
                    "resolved": next((r["diagnostics"].get("target") for r in records.values()), None)},
