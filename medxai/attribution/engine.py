@@ -94,6 +94,16 @@ def _prediction(output: torch.Tensor, kind: str, classes: Sequence[str]) -> dict
             "voxel_fractions": {n: float(f) for n, f in zip(names, fractions)}}
 
 
+def _target_record(requested: str, region: str | None, records: Mapping[str, Any], classes: Sequence[str]) -> dict[str, Any]:
+    """What was asked, and what it resolved to (indices and class names)."""
+    resolved = next((dict(r["diagnostics"]["target"]) for r in records.values() if "target" in r["diagnostics"]), None)
+    names = [str(c) for c in classes]
+    for key, name_key in (("class_index", "class"), ("versus_index", "versus")):
+        if resolved and key in resolved and resolved[key] < len(names):
+            resolved[name_key] = names[resolved[key]]
+    return {"requested": requested, "region": region, "resolved": resolved}
+
+
 def _regions(reference: Volume, spatial: Any, *, mask: Path | None, box: Sequence[int] | None,
              voxel: Sequence[int] | None) -> tuple[torch.Tensor | None, str | None]:
     """The one native-grid region the user gave, on the model grid, and how it was given."""
@@ -221,8 +231,7 @@ def explain_case(
         "output": kind,
         "explained_output": "class heatmaps (weakly supervised)" if explained is not network else kind,
         "prediction": prediction,
-        "target": {"requested": target, "region": region_kind,
-                   "resolved": next((r["diagnostics"].get("target") for r in records.values()), None)},
+        "target": _target_record(target, region_kind, records, model.classes),
         "seed": seed, "device": str(torch_device),
         "batch_size": {"requested": str(batch_size), "used": resolved_batch},
         "grid": {"native_shape": list(reference.shape), "native_affine": reference.affine.tolist(),

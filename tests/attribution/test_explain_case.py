@@ -112,7 +112,7 @@ def test_segmentation_regions(segmentation_model, oblique_scan, region):
     record = explanation.record
     assert record["output"] == "segmentation" and record["prediction"]["voxel_fractions"]
     resolved = record["target"]["resolved"]
-    assert resolved["kind"] == "segmentation" and resolved["class_index"] == 1
+    assert resolved["kind"] == "segmentation" and resolved["class_index"] == 1 and resolved["class"] == "lesion"
     assert resolved["region"] == ("given region" if region else "predicted mask")
     if "voxel" in region:
         assert resolved["region_voxels"] >= 1
