@@ -80,12 +80,7 @@ def register_stage(spec: StageSpec, *, keys: Mapping[str, Key] | None = None) ->
 
 
 def active_stages(pipeline: Pipeline) -> list[StageSpec]:
-    """The stages ``pipeline`` turns on, in run order (the scan stage always runs first); a section turned
-    on whose stage this medxai does not have is a ConfigError, never silently skipped."""
-    known = {s.section for s in STAGES} | {SCAN_STAGE.section}
-    missing = [name for name, values in pipeline.sections.items() if values.get("enabled") and name not in known]
-    if missing:
-        raise ConfigError(f"key '{missing[0]}.enabled': this medxai has no {missing[0]} stage yet", path=pipeline.source)
+    """The stages ``pipeline`` turns on, in run order (the scan stage always runs first)."""
     return [SCAN_STAGE, *(s for s in STAGES if pipeline.sections.get(s.section, {}).get(s.enabled_key))]
 
 
