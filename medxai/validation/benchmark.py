@@ -44,9 +44,9 @@ class ValidateSettings:
     every registered method. ``rank_by`` is the metric of the ranking (relevance mass accuracy by default)."""
 
     seeds: int = 3
-    cases: int = 96
+    cases: int = 128
     test_cases: int = 16
-    size: int = 32
+    size: int = 24
     epochs: int = 12
     arch: str = "tiny"
     lr: float = 1e-3
