@@ -103,3 +103,29 @@ def test_lrp_conserves_relevance_without_biases(name, x):
     heatmap = create_method("lrp", network, options={"epsilon": 1e-9}).attribute(x, ClassTarget(1))
     assert abs(output) > 1e-4
     assert float(heatmap.sum()) == pytest.approx(output, rel=1e-3)
+
+
+class DataDependent(nn.Module):
+    """Control flow on tensor values: torch.fx cannot trace it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(1, 4, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.mean() > 100:  # never true here; only tracing trips over it
+            x = x * 0
+        return self.head(self.act(self.conv(x)).mean(dim=(2, 3, 4)))
+
+
+def test_untraceable_network_falls_back_to_switching_inplace_off(x):
+    torch.manual_seed(0)
+    network = DataDependent().eval()
+    explainable = make_explainable(network)
+    assert surgery_applied(explainable) == "inplace-off"
+    assert network.act.inplace and not explainable.act.inplace
+    method = create_method("deeplift", network)
+    heatmap = method.attribute(x, ClassTarget(0))
+    assert bool(torch.isfinite(heatmap).all()) and method.diagnostics["model_surgery"] == "inplace-off"
