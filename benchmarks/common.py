@@ -36,7 +36,7 @@ class Settings:
             # Quick: every method on the tiny CNN at 32^3 with reduced sample counts (the ratios, not the
             # absolute seconds, are what the quick run is for); resnet18 only for the floor, batch 1.
             return cls(quick=True, repeats=3, floor_cases=(("tiny", 64, (1, 4)), ("resnet18", 64, (1,))), floor_warmup=0,
-                       batch_sizes=(1, 4), method_model="tiny", method_size=32, roi_case=(32, 8, 8),
+                       batch_sizes=(1, 4, 16), method_model="tiny", method_size=32, roi_case=(32, 8, 8),
                        method_options={"integrated_gradients": {"n_steps": 16, "max_steps": 16},
                                        "smoothgrad": {"n_samples": 16},
                                        "smooth_gradcampp": {"n_samples": 8},
@@ -44,7 +44,7 @@ class Settings:
                        memory_sizes=(64,), demo_args=("--quick",), pipeline_cases=4)
         return cls(quick=False, repeats=5, floor_warmup=1,
                    floor_cases=tuple((arch, size, (1, 2, 4, 8)) for arch in ("tiny", "resnet18", "densenet121") for size in (64, 96, 128)),
-                   batch_sizes=(1, 2, 4, 8), method_model="resnet18", method_size=64, roi_case=(64, 16, 8),
+                   batch_sizes=(1, 2, 4, 8, 16), method_model="resnet18", method_size=64, roi_case=(64, 16, 8),
                    method_options={"integrated_gradients": {"n_steps": 32, "max_steps": 32},
                                    "occlusion": {"window_mm": 16.0, "stride_mm": 8.0}},
                    memory_sizes=(128, 256), demo_args=(), pipeline_cases=20, end_to_end_repeats=3)
@@ -77,13 +77,28 @@ def measure(call: Callable[[], Any], *, repeats: int, device: str = "cpu", warmu
         call()
         synchronize(device)
         samples.append(time.perf_counter() - started)
+    return _merge([{"median_s": sample} for sample in samples])
+
+
+def measure_pair(first: Callable[[], Any], second: Callable[[], Any], *, repeats: int, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Time two calls alternately (first, second, first, ...) so both see the same machine load."""
+    first_runs: list[dict[str, Any]] = []
+    second_runs: list[dict[str, Any]] = []
+    for index in range(repeats):
+        first_runs.append(measure(first, repeats=1, device=device, warmup=1 if index == 0 else 0))
+        second_runs.append(measure(second, repeats=1, device=device, warmup=1 if index == 0 else 0))
+    return _merge(first_runs), _merge(second_runs)
+
+
+def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    samples = [run["median_s"] for run in runs]
     if len(samples) >= 4:
         quartiles = statistics.quantiles(samples, n=4)
         spread, kind = quartiles[2] - quartiles[0], "iqr"
     else:
         spread, kind = max(samples) - min(samples), "min-max"
     return {"median_s": statistics.median(samples), "spread_s": spread, "spread_kind": kind,
-            "repeats": repeats, "samples_s": [round(s, 5) for s in samples]}
+            "repeats": len(samples), "samples_s": [round(s, 5) for s in samples]}
 
 
 def record(name: str, method: str, size: str, device: str, timing: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -31,8 +31,8 @@ def measure_case(method: str, arch: str, size: int, device: str) -> dict[str, An
     from medxai.attribution.memory import auto_batch_size
 
     network, inputs = make_model(arch, size, device=device)
+    before = _max_rss_mib()  # imports, model and input; the auto-batch probe below counts as the method's
     batch_size = auto_batch_size(network, inputs)
-    before = _max_rss_mib()
     options = method_options(method, arch, {method: MEMORY_OPTIONS.get(method, {})})
     call, _ = method_runner(method, network, inputs, device=device, batch_size=batch_size, options=options)
     call()

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.common import measure, record
+from benchmarks.common import measure, measure_pair, record
 from benchmarks.floor import PassFloor
 
 
@@ -47,8 +47,7 @@ def metric_records(network: nn.Module, inputs: torch.Tensor, floor: PassFloor, *
         return max_sensitivity(explain, inputs, target=index, n_perturb_samples=n_sensitivity,
                                max_examples_per_batch=backward_batch)
 
-    mine = measure(ours_infidelity, repeats=repeats, device=device)
-    theirs = measure(peer_infidelity, repeats=repeats, device=device)
+    mine, theirs = measure_pair(ours_infidelity, peer_infidelity, repeats=repeats, device=device)
     rows = [record("metric/infidelity", "infidelity", size, device, mine, model=arch, n_perturb_samples=n_infidelity,
                    passes={"forward": n_infidelity + 1, "backward": 0}, floor_s=floor.cost(forward=n_infidelity + 1),
                    batch_size=forward_batch, peer="captum infidelity, max_examples_per_batch=None",

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from benchmarks.attribution_cost import method_options, method_runner
-from benchmarks.common import measure, record
+from benchmarks.common import measure_pair, record
 
 
 def body_phantom(size: int, *, device: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +63,7 @@ def _captum_peers(network: nn.Module, inputs: torch.Tensor, index: int, *, layer
 
 def peer_records(network: nn.Module, inputs: torch.Tensor, *, arch: str, device: str, repeats: int,
                  configured: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """medxai vs each peer, timed back to back (medxai first, then the peer) per method."""
+    """medxai vs each peer per method, timed alternately (medxai, peer, medxai, ...) under the same load."""
     from medxai.attribution.memory import auto_batch_size
 
     with torch.no_grad():
@@ -77,8 +77,7 @@ def peer_records(network: nn.Module, inputs: torch.Tensor, *, arch: str, device:
         ours, _ = method_runner(name, network, inputs, device=device, batch_size=batch_size,
                                 options=method_options(name, arch, configured))
         try:
-            mine = measure(ours, repeats=repeats, device=device)
-            theirs = measure(peer_call, repeats=repeats, device=device)
+            mine, theirs = measure_pair(ours, peer_call, repeats=repeats, device=device)
         except (RuntimeError, MemoryError) as error:  # e.g. a peer's hooks refusing in-place ReLUs
             rows.append({"name": f"peer/{key}", "method": name, "peer": peer, "error": str(error).splitlines()[0]})
             continue
@@ -105,8 +104,7 @@ def roi_occlusion_record(network: nn.Module, *, size: int, window: int, stride: 
         with torch.no_grad():
             return monai(inputs)
 
-    mine = measure(ours, repeats=repeats, device=device)
-    theirs = measure(peer, repeats=repeats, device=device)
+    mine, theirs = measure_pair(ours, peer, repeats=repeats, device=device)
     return record("peer/occlusion_roi_vs_monai", "occlusion (body ROI)", f"{size}^3", device, mine, model=arch,
                   peer=f"monai OcclusionSensitivity(mask_size={window}, overlap={1.0 - stride / window:g}, mode=0.0, n_batch=16)",
                   peer_median_s=theirs["median_s"], peer_spread_s=theirs["spread_s"], batch_size=batch_size,
