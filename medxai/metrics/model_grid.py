@@ -68,7 +68,7 @@ class ScoreSettings:
         if with_mask:
             shells = [shell_name(a, b) for a, b in zip(self.shells_mm, self.shells_mm[1:])]
             columns += [*LOCALISATION_COLUMNS, *shells]
-        return columns + ["target"]
+        return columns + ["target", "error"]
 
 
 @dataclass(frozen=True)

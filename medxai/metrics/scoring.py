@@ -77,6 +77,19 @@ def class_index(classes: Sequence[str], logits: torch.Tensor, target: str) -> in
     return list(classes).index(target)
 
 
+def resolved_options(model: Any, methods: Sequence[str],
+                     method_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """Method options as ``explain_case`` resolves them: CAM methods use the layer the architecture registered."""
+    from medxai.attribution.engine import CAM_METHODS
+
+    options = {name: dict((method_options or {}).get(name, {})) for name in methods}
+    layer = getattr(model, "target_layer", None)
+    for name in CAM_METHODS & set(methods):
+        if layer and "layer" not in options[name]:
+            options[name]["layer"] = layer
+    return options
+
+
 def method_explainer(name: str, network: nn.Module, *, seed: int, spacing: tuple[float, float, float], index: int,
                      options: Mapping[str, Any] | None = None) -> Explainer:
     """``explain(net, inputs)`` with the attribution method ``name`` for class ``index``.
@@ -101,8 +114,8 @@ def method_explainer(name: str, network: nn.Module, *, seed: int, spacing: tuple
 
 
 def prepare_case(model: Any, volume: Volume, *, target: str = "predicted") -> tuple[Any, ModelGridCase]:
-    """Preprocess ``volume`` once for ``model``: the prepared input (for mapping maps back) and the model-grid
-    case with the class every explanation of it refers to (``predicted`` or a class name)."""
+    """Preprocess ``volume`` for ``model``: the prepared input and the model-grid case with the class every
+    explanation of it refers to (``predicted`` or a class name) and the class probabilities."""
     prepared = model.preprocessor.prepare([volume])
     inputs = prepared.tensor.as_tensor()[None].to(model.device)
     with torch.no_grad():
@@ -113,32 +126,40 @@ def prepare_case(model: Any, volume: Volume, *, target: str = "predicted") -> tu
     return prepared, case
 
 
-def score_methods(
+def score_explanation(
     model: Any,
-    prepared: Any,
+    explanation: Any,
     case: ModelGridCase,
     *,
-    methods: Sequence[str],
-    case_id: str,
     mask: Volume | None = None,
     seed: int = 0,
     settings: ScoreSettings | None = None,
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per method: model-grid scores, and localisation on the native grid when ``mask`` is given."""
+    """One row per method of ``explanation`` (:class:`medxai.attribution.engine.CaseExplanation`): its
+    model-grid map scored there (faithfulness, robustness, sanity) and its native-grid heatmap against
+    ``mask`` (localisation). A method the explanation reports as failed gets a row with its ``error``."""
     settings = settings or ScoreSettings()
+    methods = list(explanation.heatmaps) + list(explanation.failed)
+    options = resolved_options(model, methods, method_options)
+    target = model.classes[case.class_index]
     rows = []
     for done, name in enumerate(methods):
+        row: dict[str, Any] = {"case_id": explanation.case_id, "method": name, "target": target}
+        if name in explanation.failed:
+            rows.append({**row, "error": explanation.failed[name]})
+            continue
         explain = method_explainer(name, case.network, seed=seed, spacing=case.spacing, index=case.class_index,
-                                   options=(method_options or {}).get(name))
-        heatmap = explain(case.network, case.inputs)
-        row: dict[str, Any] = {"case_id": case_id, "method": name, "target": model.classes[case.class_index]}
+                                   options=options[name])
+        if case.inputs.shape[1] == 1:  # the map explain_case wrote, on the model grid
+            heatmap = torch.from_numpy(explanation.model_maps[name])[None, None].to(case.inputs.device)
+        else:  # explain_case sums channels; the model-grid metrics need the per-channel map
+            heatmap = explain(case.network, case.inputs)
         row.update(faithfulness_scores(case, heatmap, explain, method=name, settings=settings, seed=seed))
         row.update(sanity_scores(case, explain, settings=settings, seed=seed) if settings.sanity else empty_sanity())
         if mask is not None:
-            native = model.preprocessor.to_native(heatmap[0].sum(dim=0), prepared, interpolation="linear")
-            row.update(localisation_scores(native, mask, tolerance_mm=settings.tolerance_mm,
+            row.update(localisation_scores(explanation.heatmaps[name], mask, tolerance_mm=settings.tolerance_mm,
                                            shell_edges_mm=settings.shells_mm))
         rows.append(row)
         if progress is not None:
@@ -148,10 +169,10 @@ def score_methods(
 
 def score_case(
     model: Any,
-    scan: str | Path | Volume,
+    scan: str | Path,
     *,
     methods: Sequence[str],
-    mask: str | Path | Volume | None = None,
+    mask: str | Path | None = None,
     seed: int = 0,
     target: str = "predicted",
     settings: ScoreSettings | None = None,
@@ -161,25 +182,28 @@ def score_case(
 ) -> list[dict[str, Any]]:
     """One row per method for ``scan`` explained by ``model`` (a :class:`medxai.models.model_dir.LoadedModel`).
 
-    The scan is read and preprocessed once; each method's map is scored on the model grid (faithfulness,
-    robustness, sanity) and, when ``mask`` (a file on the scan's grid or a Volume) is given, mapped back to the
-    scan's own grid by the model's preprocessor and scored for localisation there.
+    The heatmaps are :func:`medxai.attribution.engine.explain_case`'s (the ones ``medxai explain`` writes);
+    the scan is preprocessed once more for the model-grid metrics (once per case, not per method).
+    ``target`` is ``predicted`` or a class name; ``mask`` must lie on the scan's grid.
     """
+    from medxai.attribution.engine import explain_case
     from medxai.attribution.registry import check_method_names
 
     if not methods:
         raise ConfigError("no attribution method to score")
     check_method_names(list(methods))
-    volume = scan if isinstance(scan, Volume) else read_volume(scan)
-    case_id = case_id or (case_id_from_path(scan) if not isinstance(scan, Volume) else "case")
-    mask_volume = None
-    if mask is not None:
-        mask_volume = mask if isinstance(mask, Volume) else read_mask(mask, volume)
-        if not mask_volume.same_grid(volume):
-            raise InvalidInputError("mask grid does not match the scan grid", path=mask_volume.metadata.get("source"))
-    prepared, case = prepare_case(model, volume, target=target)
-    return score_methods(model, prepared, case, methods=methods, case_id=case_id, mask=mask_volume, seed=seed,
-                         settings=settings, method_options=method_options, progress=progress)
+    if target != "predicted" and target not in model.classes:
+        raise ConfigError(f"score explains one class: target must be 'predicted' or one of {', '.join(model.classes)}")
+    explanation = explain_case(model, scan, methods=methods, target=target, seed=seed, method_options=method_options,
+                               case_id=case_id)
+    reference = next(iter(explanation.heatmaps.values()), None)
+    volume = read_volume(scan)
+    mask_volume = None if mask is None else read_mask(mask, reference if reference is not None else volume)
+    resolved = explanation.record["target"]["resolved"] or {}
+    class_name = model.classes[resolved["class_index"]] if "class_index" in resolved else target
+    _, case = prepare_case(model, volume, target=class_name)
+    return score_explanation(model, explanation, case, mask=mask_volume, seed=seed, settings=settings,
+                             method_options=method_options, progress=progress)
 
 
 def score_cases(

@@ -24,7 +24,7 @@ import torch
 
 from medxai.errors import ConfigError
 from medxai.metrics.model_grid import ScoreSettings, sanity_scores
-from medxai.metrics.scoring import method_explainer, prepare_case, score_methods
+from medxai.metrics.scoring import method_explainer, prepare_case, resolved_options, score_explanation
 
 ProgressCallback = Callable[[str, int, int], None]
 LESION_CLASS = "lesion"
@@ -85,6 +85,7 @@ def _auc(probabilities: Sequence[float], positives: Sequence[bool]) -> float:
 def _seed_run(settings: ValidateSettings, methods: Sequence[str], seed: int, work: Path,
               progress: ProgressCallback | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Train one model and score every method on its held-out lesion cases."""
+    from medxai.attribution.engine import explain_case
     from medxai.io.readers import read_mask, read_volume
     from medxai.models.dataset import read_labels
     from medxai.models.model_dir import load_model
@@ -109,18 +110,19 @@ def _seed_run(settings: ValidateSettings, methods: Sequence[str], seed: int, wor
     sanity: dict[str, dict[str, Any]] = {}
     for number, case in enumerate(cases, start=1):
         volume = read_volume(case.images[0])
-        prepared, grid_case = prepare_case(model, volume, target=LESION_CLASS)
+        _, grid_case = prepare_case(model, volume, target=LESION_CLASS)
         p_lesion.append(grid_case.extra["probabilities"][lesion_index])
         is_lesion.append(case.label == LESION_CLASS)
         if case.label == LESION_CLASS and case.mask is not None:
             mask = read_mask(case.mask, volume)
-            for row in score_methods(model, prepared, grid_case, methods=methods, case_id=case.case_id, mask=mask,
-                                     seed=seed, settings=settings.scores):
+            explanation = explain_case(model, case.images[0], methods=methods, target=LESION_CLASS, seed=seed,
+                                       case_id=case.case_id)
+            for row in score_explanation(model, explanation, grid_case, mask=mask, seed=seed, settings=settings.scores):
                 row.update(seed=seed, p_lesion=p_lesion[-1], predicted_lesion=bool(p_lesion[-1] >= 0.5),
                            lesion_voxels=int(np.count_nonzero(mask.data)), grid=volume.orientation)
                 rows.append(row)
             if settings.sanity and not sanity:
-                sanity = _sanity(grid_case, methods, seed=seed, settings=settings)
+                sanity = _sanity(model, grid_case, methods, seed=seed, settings=settings)
         if progress is not None:
             progress(f"Seed {seed}: test cases", number, len(cases))
     for row in rows:
@@ -135,12 +137,15 @@ def _seed_run(settings: ValidateSettings, methods: Sequence[str], seed: int, wor
     return rows, model_summary
 
 
-def _sanity(case: Any, methods: Sequence[str], *, seed: int, settings: ValidateSettings) -> dict[str, dict[str, Any]]:
+def _sanity(model: Any, case: Any, methods: Sequence[str], *, seed: int, settings: ValidateSettings
+            ) -> dict[str, dict[str, Any]]:
     """One full-cascade randomisation check per method, on the seed's first lesion case."""
     checks = replace(settings.scores, sanity_steps=1)
+    options = resolved_options(model, methods)
     results = {}
     for name in methods:
-        explain = method_explainer(name, case.network, seed=seed, spacing=case.spacing, index=case.class_index)
+        explain = method_explainer(name, case.network, seed=seed, spacing=case.spacing, index=case.class_index,
+                                   options=options[name])
         results[name] = sanity_scores(case, explain, settings=checks, seed=seed)
     return results
 
