@@ -13,6 +13,12 @@ def _suffix(path: Path) -> str:
     return "".join(path.suffixes[-2:]) if path.suffixes[-1:] == [".gz"] else path.suffix
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it onto ``path``, on error remove it."""
@@ -22,6 +28,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; shared outputs need the umask's mode
         os.replace(temporary, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
