@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         from medxai.attribution.registry import DEFAULT_METHOD
         from medxai.errors import BatchIncompleteError
         from medxai.metrics.model_grid import ScoreSettings
-        from medxai.metrics.scoring import score_cases, write_scores_csv
+        from medxai.metrics.scoring import json_ready, score_cases, write_scores_csv
         from medxai.models.model_dir import load_model
         from medxai.models.train import resolve_device
 
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         write_scores_csv(rows, output, columns=settings.columns(with_mask=bool(masks)))
         warn_failed_sanity(rows)
         if json_output:
-            console.print_json(rows)
+            console.print_json(json_ready(rows))
         elif sys.stdout.isatty():
             print_table(rows, title=f"scores ({output})")
         console.info(f"wrote {len(rows)} rows to {output}")
@@ -127,6 +127,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Known-ground-truth benchmark: train on phantoms whose lesion decides the label, rank the explainers."""
         from medxai.validation.benchmark import ValidateSettings, run_validation
+        from medxai.metrics.scoring import json_ready
         from medxai.validation.report import write_outputs
 
         given = {"seeds": seeds, "cases": cases, "test_cases": test_cases, "epochs": epochs, "size": size,
@@ -138,7 +139,7 @@ def register(app: typer.Typer) -> None:
         summary = write_outputs(result, output)
         warn_failed_sanity(summary["ranking"])
         if json_output:
-            console.print_json(summary)
+            console.print_json(json_ready(summary))
         else:
             print_ranking(summary, models=result["models"])
         console.info(f"wrote {output / 'validate.csv'}, validate.json, validate.png ({result['seconds']:.0f} s)")

@@ -62,6 +62,19 @@ def scores_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return buffer.getvalue()
 
 
+def json_ready(value: Any) -> Any:
+    """``value`` with NaN/inf as None and NumPy scalars as Python ones (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return json_ready(value.item())
+    return value
+
+
 def write_scores_csv(rows: Sequence[dict[str, Any]], path: str | Path, *, columns: Sequence[str]) -> Path:
     """Write ``scores.csv`` atomically."""
     write_text_atomic(path, scores_csv(rows, columns))

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medxai.io.atomic import atomic_path, write_text_atomic
-from medxai.metrics.scoring import scores_csv
+from medxai.metrics.scoring import json_ready, scores_csv
 from medxai.validation.benchmark import METRICS
 from medxai.validation.stats import MethodSummary, bootstrap_summary
 
@@ -74,18 +74,6 @@ def case_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     return first + rest
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return _json_safe(value.item())
-    return value
-
-
 def plot(summary: dict[str, Any], path: Path, *, title: str) -> None:
     """One panel per metric: each method's mean and 95 % interval, best-ranked method on top; methods that
     fail the sanity check are drawn in red and marked."""
@@ -136,5 +124,5 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Any]
              f"lesion case-explanations per method; ranked by {summary['rank_by']} (95% bootstrap CI)")
     plot(summary, out / "validate.png", title=title)
     payload = {**result, **summary, "rows": [{k: v for k, v in row.items()} for row in result["rows"]]}
-    write_text_atomic(out / "validate.json", json.dumps(_json_safe(payload), indent=1) + "\n")
+    write_text_atomic(out / "validate.json", json.dumps(json_ready(payload), indent=1) + "\n")
     return summary

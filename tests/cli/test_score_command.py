@@ -38,6 +38,10 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "masks": [labels.parent / rows[i]["mask"] for i in range(2)]}
 
 
+def _no_nan(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")
+
+
 def _read(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -80,7 +84,7 @@ def test_score_is_reproducible_and_prints_json(cli, scored, tmp_path: Path) -> N
     assert result.exit_code == 0, result.stderr
     assert cli("score", *common, "-o", second).exit_code == 0
     assert first.read_text() == second.read_text()
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout, parse_constant=_no_nan)
     assert len(rows) == 1 and rows[0]["method"] == "saliency"
     assert isinstance(rows[0]["sanity_pass"], bool) and len(rows[0]["sanity_cascade"]) == 3
     assert rows[0]["max_sensitivity"] > 0

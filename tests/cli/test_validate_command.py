@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 
 
+def _no_nan(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")
+
+
 def test_validate_quick_writes_table_json_and_plot(cli, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     result = cli("validate", "--quick", "-o", out, "--json")
     assert result.exit_code == 0, result.stderr
-    summary = json.loads(result.stdout)
+    summary = json.loads(result.stdout, parse_constant=_no_nan)
     assert summary["rank_by"] == "mass_in_mask"
     assert sorted(entry["method"] for entry in summary["ranking"]) == ["gradcam", "saliency"]
     with open(out / "validate.csv", newline="") as handle:
@@ -20,7 +24,7 @@ def test_validate_quick_writes_table_json_and_plot(cli, tmp_path: Path) -> None:
     for row in rows:
         assert float(row["mass_in_mask_low"]) <= float(row["mass_in_mask"]) <= float(row["mass_in_mask_high"])
         assert row["sanity_pass"] in ("true", "false")
-    payload = json.loads((out / "validate.json").read_text())
+    payload = json.loads((out / "validate.json").read_text(), parse_constant=_no_nan)
     assert payload["settings"]["seeds"] == 1 and len(payload["models"]) == 1
     assert {"test_auc", "val_auc", "sanity"} <= set(payload["models"][0])
     lesion_rows = payload["rows"]
