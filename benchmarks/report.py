@@ -37,8 +37,9 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], notes: list[str
             lines.append(f"| {row['name']} | {row.get('size', '')} | failed: {row['error']} |||||||||")
             continue
         load = row.get("load_before"), row.get("load_after")
+        reused = " (previous run, not re-measured)" if "not re-measured" in str(row.get("source", "")) else ""
         lines.append("| " + " | ".join([
-            row["name"], str(row["size"]), _seconds(row["median_s"]), _seconds(row.get("spread_s")), str(row.get("repeats", "")),
+            row["name"] + reused, str(row["size"]), _seconds(row["median_s"]), _seconds(row.get("spread_s")), str(row.get("repeats", "")),
             _passes(row), _seconds(row.get("floor_s")), _ratio(row.get("ratio_to_floor")), row.get("peer", ""),
             _seconds(row.get("peer_median_s")), _ratio(row.get("ratio_to_peer")),
             f"{load[0]}/{load[1]}" if load[0] is not None else ""]) + " |")

@@ -68,11 +68,12 @@ def group(rows: list[dict[str, Any]], produce: Callable[[], list[dict[str, Any]]
     rows.extend(produced)
 
 
-def radiomics_rows(*, quick: bool, out: Path) -> list[dict[str, Any]]:
+def radiomics_rows(*, quick: bool, out: Path, repeats: int) -> list[dict[str, Any]]:
     """Full: run ``benchmarks/radiomics_speed.py``; quick: reuse its last result if there is one."""
     path = out / "radiomics_speed.json"
     if not quick:
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "radiomics_speed.py"), "--out", str(path)], check=True)
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "radiomics_speed.py"), "--out", str(path), "--repeats", str(repeats)],
+                       check=True)
     if not path.exists():
         return [{"name": "radiomics", "method": "radiomics", "size": "", "error": "no radiomics_speed.json (run make bench)"}]
     rows = json.loads(path.read_text())
@@ -113,7 +114,7 @@ def run(settings: Settings, out: Path) -> tuple[Path, Path]:
                                               device=device, repeats=settings.repeats)], "occlusion ROI vs MONAI")
     group(rows, lambda: metric_records(network, inputs, floor, arch=arch, device=device, repeats=settings.repeats),
           f"metrics {arch} {size}^3")
-    group(rows, lambda: radiomics_rows(quick=settings.quick, out=out), "radiomics")
+    group(rows, lambda: radiomics_rows(quick=settings.quick, out=out, repeats=settings.repeats), "radiomics")
     for memory_size in settings.memory_sizes:
         group(rows, lambda: memory_records(list(METHODS), arch=arch, size=memory_size, device=device),
               f"memory {arch} {memory_size}^3")
