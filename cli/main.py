@@ -6,7 +6,6 @@ import os
 import sys
 import traceback
 
-import click
 import typer
 
 from medxai import __version__
@@ -82,12 +81,16 @@ def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map every failure to one line and an exit code."""
     try:
         result = app(args=argv, standalone_mode=False, prog_name="medxai")
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:  # Typer >= 0.29 bundles its own click: catch its public exception types
         sys.exit(done.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         _fail("interrupted", 130)
-    except click.ClickException as usage:
-        usage.show(file=sys.stderr)
+    except typer.TyperException as usage:  # usage errors (unknown option, bad value): Click's own message
+        show = getattr(usage, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            sys.stderr.write(f"medxai: error: {usage.format_message()}\n")
         sys.exit(usage.exit_code)
     except MedxaiError as error:
         _fail(" ".join(str(error).split()), error.exit_code)
