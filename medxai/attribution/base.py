@@ -103,6 +103,7 @@ class AttributionMethod(ABC):
             except RuntimeError as error:  # an operation without a half-precision kernel
                 self.diagnostics["autocast_error"] = str(error).splitlines()[0]
             if result is not None and not bool(torch.isfinite(result).all()):
+                self.diagnostics["autocast_error"] = "non-finite values in half precision"
                 result = None
         if result is None:
             dtype = None
