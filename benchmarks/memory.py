@@ -1,12 +1,12 @@
 """Peak resident memory of explaining one volume with one method under automatic batching.
 
-Each case runs in its own subprocess (``python -m benchmarks.memory '{json}'``) so peaks don't mix; the
-child reports ``ru_maxrss`` before the method (imports, model, input) and after it.
+Each case runs in its own subprocess (``python -m benchmarks.memory '{json}'``) so peaks don't mix. The
+child samples its own RSS with psutil (medxai's ``PeakMemorySampler``) around the method, after imports,
+model and input: ``ru_maxrss`` would not do, Linux carries it over from the parent across fork and exec.
 """
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 from typing import Any
@@ -18,27 +18,25 @@ MEMORY_OPTIONS = {  # fewer samples than the defaults: the peak depends on the b
 }
 
 
-def _max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def measure_case(method: str, arch: str, size: int, device: str) -> dict[str, Any]:
     """Run in the child: explain one random ``size^3`` volume with ``method`` and report peaks (MiB)."""
     import torch
 
     from benchmarks.attribution_cost import method_options, method_runner
     from benchmarks.floor import make_model
-    from medxai.attribution.memory import auto_batch_size
+    import psutil
+
+    from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
 
     network, inputs = make_model(arch, size, device=device)
-    before = _max_rss_mib()  # imports, model and input; the auto-batch probe below counts as the method's
-    batch_size = auto_batch_size(network, inputs)
+    before = psutil.Process().memory_info().rss / 2**20  # imports, model and input
     options = method_options(method, arch, {method: MEMORY_OPTIONS.get(method, {})})
-    call, _ = method_runner(method, network, inputs, device=device, batch_size=batch_size, options=options)
-    call()
-    cuda = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None
-    return {"baseline_rss_mib": before, "peak_rss_mib": _max_rss_mib(), "peak_cuda_mib": cuda, "batch_size": batch_size,
-            "options": options}
+    with PeakMemorySampler(torch.device(device), interval_s=0.005) as sampler:
+        batch_size = auto_batch_size(network, inputs)  # the automatic batching probe counts as the method's
+        call, _ = method_runner(method, network, inputs, device=device, batch_size=batch_size, options=options)
+        call()
+    return {"baseline_rss_mib": before, "peak_rss_mib": sampler.result.rss_mib, "peak_cuda_mib": sampler.result.cuda_mib,
+            "batch_size": batch_size, "options": options}
 
 
 def memory_records(methods: list[str], *, arch: str, size: int, device: str, timeout_s: float = 900) -> list[dict[str, Any]]:
