@@ -14,12 +14,16 @@ venv: $(STAMP)
 
 # torch first (the local CPU wheel), then pyradiomics (needs numpy present, no build isolation),
 # then the project with its test extras; the constraints file keeps torch at 2.13.0 throughout.
+# poppler-utils/qpdf (to render and check PDFs in the tests) come from apt when we are root.
 $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q torch==2.13.0
 	$(PIP) numpy versioneer setuptools wheel
 	$(PIP) --no-build-isolation pyradiomics==3.0.1
 	$(PIP) -e '.[test]'
+	@command -v pdftoppm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && apt-get install -y -qq poppler-utils qpdf) >/dev/null 2>&1; } \
+	  || echo "note: pdftoppm (poppler-utils) not installed; the PDF page-render tests will skip"
 	touch $(STAMP)
 
 demo: $(STAMP)
