@@ -212,8 +212,8 @@ def explain_case(
     records: dict[str, Any] = {}
     failed: dict[str, str] = {}
     for done, name in enumerate(methods):
-        if progress is not None:
-            progress(f"{case_id}: {name}", done, len(methods))
+        if progress is not None:  # one bar per case, advancing method by method
+            progress(f"explain {case_id}", done, len(methods))
         try:
             model_map, record = _run_method(name, explained, inputs, goal, execution=execution, options=options.get(name, {}))
         except (RuntimeError, MemoryError, ArithmeticError) as error:  # resources or numerics, not bad input
@@ -223,7 +223,7 @@ def explain_case(
         model_maps[name] = model_map
         records[name] = {"file": f"{name}.nii.gz", **record}
     if progress is not None:
-        progress(f"{case_id}: done", len(methods), len(methods))
+        progress(f"explain {case_id}", len(methods), len(methods))
     record = {
         "case_id": case_id,
         "inputs": [{"channel": i, "sha256": digest} for i, digest in enumerate(inputs_sha256(paths))],

@@ -141,3 +141,9 @@ def test_write_case_keeps_other_files_of_an_existing_case_folder(model, oblique_
     assert (folder / "scores.csv").read_text() == "kept\n"
     assert (folder / "saliency.nii.gz").is_file() and (folder / "explanations.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_progress_reports_each_method(model, oblique_scan):
+    calls = []
+    explain_case(model, oblique_scan[0], methods=["saliency", "gradcam"], progress=lambda *call: calls.append(call))
+    assert calls == [("explain oblique_case", 0, 2), ("explain oblique_case", 1, 2), ("explain oblique_case", 2, 2)]
