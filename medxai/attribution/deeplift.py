@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import torch
 from captum.attr import DeepLift
+from torch import nn
 
 from medxai.attribution.base import AttributionMethod, Execution
 from medxai.attribution.targets import BoundTarget
-from torch import nn
 
 
 class DeepLiftMethod(AttributionMethod):
