@@ -30,17 +30,21 @@ STEPS = ("cohort", "training", "prediction", "explanations", "scores", "segmenta
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the demo. The defaults fit in about five minutes on a 2-core CPU; :meth:`quick` in seconds."""
+    """Sizes of the demo. The defaults fit in about five minutes on a 2-core CPU; :meth:`quick` in seconds.
+
+    Phantoms are ``size``^3 at 1 mm; the model sees them resized to ``model_size``^3 (its preprocessing), and
+    every heatmap is mapped back onto each phantom's own grid."""
 
     cases: int = 160
     size: int = 48
+    model_size: int = 32
     seed: int = 0
-    epochs: int = 12
-    lr: float = 3e-3
+    epochs: int = 10
+    lr: float = 2e-3
     test_fraction: float = 0.2
     explain_cases: int = 3
     methods: tuple[str, ...] = ("smoothgrad", "integrated_gradients", "gradcam", "occlusion")
-    segment_method: str = "gradcam"
+    segment_method: str = "smoothgrad"
     radiomics_cases: int = 3
     expansions_mm: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
     score_light: bool = False
@@ -48,8 +52,8 @@ class DemoSettings:
     @classmethod
     def quick(cls, *, seed: int = 0, cases: int | None = None) -> "DemoSettings":
         """Tiny sizes for a smoke run: every step and every output, in seconds rather than minutes."""
-        return cls(cases=cases or 12, size=24, seed=seed, epochs=1, explain_cases=1, methods=("smoothgrad", "gradcam"),
-                   radiomics_cases=1, expansions_mm=(0.0, 2.0, 4.0), score_light=True)
+        return cls(cases=cases or 12, size=24, model_size=24, seed=seed, epochs=1, explain_cases=1,
+                   methods=("smoothgrad", "gradcam"), radiomics_cases=1, expansions_mm=(0.0, 2.0, 4.0), score_light=True)
 
     def __post_init__(self) -> None:
         if self.cases < 8:
@@ -141,6 +145,8 @@ def run_demo(out_dir: str | Path, *, settings: DemoSettings, progress: ProgressC
     out = Path(out_dir)
     _prepare(out)
     result = DemoResult(out_dir=out)
+    if progress is not None:
+        progress("medxai demo", 0, len(STEPS))
     clock = time.perf_counter()
     labels_csv = make_cohort(out / "data", cases=settings.cases, seed=settings.seed, size=settings.size,
                              task="presence", progress=progress)
@@ -152,9 +158,9 @@ def run_demo(out_dir: str | Path, *, settings: DemoSettings, progress: ProgressC
     result.outputs["model"] = model_dir
     clock = _timed(result, "training", clock, progress)
     test_rows = _read_rows(test_csv)
-    predictions, figures = predict_held_out(model_dir, test_rows, out / "predictions.csv", progress=progress)
+    predictions, figures = predict_held_out(model_dir, test_rows, out / "preds.csv", progress=progress)
     result.metrics.update(figures)
-    result.outputs["predictions (held-out)"] = out / "predictions.csv"
+    result.outputs["predictions (held-out)"] = out / "preds.csv"
     clock = _timed(result, "prediction", clock, progress)
     chosen = pick_cases(test_rows, {p.case_id: p.prediction for p in predictions}, count=settings.explain_cases)
     result.explained = [row["case_id"] for row in chosen]

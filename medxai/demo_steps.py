@@ -36,7 +36,7 @@ def train(train_csv: Path, model_dir: Path, *, settings: "DemoSettings", progres
     from medxai.models.train import train_model
 
     summary = train_model(train_csv, model_dir, arch=ARCH, epochs=settings.epochs, lr=settings.lr, seed=settings.seed,
-                          spatial_size=settings.size, device="cpu", patience=settings.epochs, progress=progress)
+                          spatial_size=settings.model_size, device="cpu", patience=settings.epochs, progress=progress)
     keys = ("val_auc", "val_f1_macro", "val_accuracy", "val_n", "best_epoch", "epochs_run", "n_train", "n_val")
     return {"model": ARCH, **{key: summary[key] for key in keys}}
 

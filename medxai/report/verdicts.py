@@ -62,7 +62,8 @@ def localisation_phrase(row: Mapping[str, str]) -> str | None:
         away = f", {distance:.1f} mm away" if (not pointing and distance is not None) else ""
         parts.append("the strongest voxel lies in the lesion" if pointing else f"the strongest voxel lies outside the lesion{away}")
     if mass is not None:
-        parts.append(f"{100 * mass:.0f}% of the positive attribution falls inside the lesion")
+        share = f"{100 * mass:.1f}" if 100 * mass < 10 else f"{100 * mass:.0f}"
+        parts.append(f"{share}% of the positive attribution falls inside the lesion")
     auroc = number(row, "auroc")
     if auroc is not None:
         parts.append(f"lesion-vs-background AUROC {auroc:.2f}")

@@ -25,7 +25,7 @@ def _check_outputs(out: Path, *, methods: tuple[str, ...]) -> dict:
     held_out = {row["case_id"] for row in _rows(out / "data" / "test.csv")}
     trained = {row["case_id"] for row in _rows(out / "data" / "train.csv")}
     assert held_out and not held_out & trained
-    predicted = _rows(out / "predictions.csv")
+    predicted = _rows(out / "preds.csv")
     assert {row["case_id"] for row in predicted} == held_out
     assert set(predicted[0]) >= {"case_id", "prediction", "p_lesion", "p_normal"}
     assert record["explained"] and set(record["explained"]) <= held_out
@@ -58,13 +58,13 @@ def test_quick_demo_writes_every_output(cli, tmp_path: Path) -> None:
     assert set(record["seconds"]) == {"cohort", "training", "prediction", "explanations", "scores", "segmentation",
                                       "radiomics", "reports"}
     # a second run with the same seed replaces the previous demo folder and gives the same results
-    first_predictions = _rows(out / "predictions.csv")
+    first_predictions = _rows(out / "preds.csv")
     case_id = record["explained"][0]
     first_heatmap = read_volume(out / "explanations" / case_id / "smoothgrad.nii.gz").data
     again = cli("demo", "--quick", "-o", out, "--json")
     assert again.exit_code == 0, again.stderr
     assert json.loads(again.stdout)["explained"] == record["explained"]
-    assert _rows(out / "predictions.csv") == first_predictions
+    assert _rows(out / "preds.csv") == first_predictions
     np.testing.assert_array_equal(read_volume(out / "explanations" / case_id / "smoothgrad.nii.gz").data, first_heatmap)
 
 
