@@ -35,7 +35,7 @@ def case_record(
         "target": mapped.target,
         "predicted": mapped.predicted,
         "probabilities": mapped.probabilities,
-        "empty_reason": mapped.empty_reason,
+        "empty_reason": mapped.empty_reason or (None if math.isfinite(level) else "the class map has no positive value"),
         "threshold": {
             "rule": str(rule), "chosen_by": chosen_by, "level": level if math.isfinite(level) else None,
             "level_fraction_of_peak": (level / peak) if math.isfinite(level) and peak > 0 else None,

@@ -1,4 +1,9 @@
-"""``medxai segment`` through the real entry point on a tiny GP-UNet trained for one epoch."""
+"""``medxai segment`` through the real entry point on a tiny GP-UNet and a plain CNN that really learnt the task.
+
+The models are trained on bright-sphere volumes (:mod:`medxai.testing.sphere_cohort`), which a tiny network
+learns in a few epochs: a model trained for one epoch on a handful of phantoms has a near-constant, often
+all-negative class map, and whether its mask is empty would be chance.
+"""
 from __future__ import annotations
 
 import csv
@@ -10,30 +15,48 @@ import numpy as np
 import pytest
 
 from medxai.io.nifti import write_nifti
-from medxai.synthetic import default_grid, make_cohort, make_spec, render, write_phantom
+from medxai.testing.sphere_cohort import sphere_volume, write_sphere_cohort
+from medxai.volume import Volume
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 6-case phantom cohort at 24^3 and, trained on it for one epoch at 32^3, a GP-UNet and a plain CNN."""
+    """A GP-UNet (6 epochs) and a plain CNN (1 epoch) trained at 24^3 on 12 sphere cases (oblique, anisotropic and
+    flipped grids), and a 6-case manifest whose 3 lesion cases list their masks (normal cases list none)."""
     from medxai.models.train import train_model
 
     root = tmp_path_factory.mktemp("segment")
-    labels = make_cohort(root / "cohort", cases=6, seed=3, size=24, grid_mix=False)
-    common = dict(epochs=1, batch_size=4, spatial_size=32, device="cpu", seed=0)
-    train_model(labels, root / "gp", arch="gp-unet", task="weakseg", **common)
-    train_model(labels, root / "plain", arch="tiny", task="classification", **common)
+    training = write_sphere_cohort(root / "training", cases=12, size=24, seed=3)
+    common = dict(batch_size=4, lr=3e-3, spatial_size=24, device="cpu", seed=0)
+    train_model(training, root / "gp", arch="gp-unet", task="weakseg", epochs=6, **common)
+    train_model(training, root / "plain", arch="tiny", task="classification", epochs=1, **common)  # Grad-CAM plumbing only
+    labels = write_sphere_cohort(root / "cohort", cases=6, size=24, seed=4)
+    with open(labels, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(labels, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**row, "mask": row["mask"] if row["label"] == "lesion" else ""} for row in rows)
     return {"gp": root / "gp", "plain": root / "plain", "labels": labels, "root": root}
 
 
 def _oblique_lesion_case(folder: Path) -> tuple[Path, Path]:
-    """A lesion phantom on a rotated, anisotropic grid (10-25 degrees about two axes, 2-3x thick slices)."""
-    spec = make_spec(seed=11, task="presence", label="lesion", size=24)
-    affine, shape = default_grid(spec, size=24, kind="oblique")
-    phantom = render(spec, affine=affine, shape=shape, noise_seed=1)
-    image, mask = folder / "oblique_case.nii.gz", folder / "oblique_case_mask.nii.gz"
-    write_phantom(phantom, image, mask)
-    return image, mask
+    """A sphere lesion case on a rotated, anisotropic grid (20 and 15 degrees about two axes, 2.5 mm slices)."""
+    image, mask = sphere_volume(np.random.default_rng(11), size=24, lesion=True)
+    rotation = np.eye(3)
+    for axis, degrees in ((0, 20.0), (1, 15.0)):
+        c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+        plane = [i for i in range(3) if i != axis]
+        step = np.eye(3)
+        step[np.ix_(plane, plane)] = [[c, -s], [s, c]]
+        rotation = rotation @ step
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([1.0, 1.2, 2.5])
+    affine[:3, 3] = (-12.0, 5.0, 30.0)
+    image_path, mask_path = folder / "oblique_case.nii.gz", folder / "oblique_case_mask.nii.gz"
+    write_nifti(Volume(image, affine), image_path)
+    write_nifti(Volume(mask, affine), mask_path, dtype=np.uint8)
+    return image_path, mask_path
 
 
 def test_segment_writes_native_grid_outputs_and_scores(cli, models, tmp_path: Path) -> None:
@@ -61,6 +84,9 @@ def test_segment_writes_native_grid_outputs_and_scores(cli, models, tmp_path: Pa
     assert record["target"] == "lesion" and record["threshold"]["rule"] == "percentile:90"
     reference = np.asarray(nib.load(str(truth)).dataobj) > 0
     expected_dice = 2 * np.logical_and(mask > 0, reference).sum() / (mask.sum() + reference.sum())
+    # the model learnt the spheres: the top decile of its map on this oblique grid covers most of the lesion
+    # (a flipped or shifted map would miss it)
+    assert np.logical_and(mask > 0, reference).sum() >= 0.5 * reference.sum()
     with open(out / "segmentation_scores.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["case_id"] for r in rows] == ["oblique_case"]
@@ -110,8 +136,6 @@ def test_bad_inputs_exit_4_with_one_line(cli, models, tmp_path: Path) -> None:
     mask_image = nib.load(str(truth))
     shifted = mask_image.affine.copy()
     shifted[:3, 3] += 4.0
-    from medxai.volume import Volume
-
     write_nifti(Volume(np.asarray(mask_image.dataobj), shifted), other_grid)
     wrong = cli("segment", models["gp"], image, "-o", tmp_path / "y", "--mask", other_grid)
     assert wrong.exit_code == 4 and "shifted_mask.nii.gz" in wrong.stderr

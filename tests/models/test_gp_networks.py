@@ -28,3 +28,33 @@ def test_logits_are_the_max_of_full_resolution_heatmaps(arch: str, size: tuple[i
     assert torch.equal(logits, maps.amax(dim=(2, 3, 4)))
     layer = get_architecture(arch).target_layer
     assert layer in dict(network.named_modules())
+
+
+def test_channels_last_backbone_gives_the_same_maps_and_gradients() -> None:
+    """The backbone runs in channels-last 3D memory format (faster Conv3d on CPU); contiguous format must
+    give the same maps and parameter gradients, and weights loaded into a fresh network keep the format."""
+    torch.manual_seed(0)
+    network = build_network("gp-unet", in_channels=2, num_classes=2, spatial_size=(24, 24, 24))
+    conv = next(m for m in network.modules() if isinstance(m, torch.nn.Conv3d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    x = torch.randn(2, 2, 20, 24, 28)
+
+    def maps_and_grads() -> tuple[torch.Tensor, torch.Tensor]:
+        network.zero_grad()
+        maps = network.heatmaps(x)
+        network(x).sum().backward()
+        return maps.detach(), torch.cat([p.grad.flatten() for p in network.parameters()])
+
+    state = {k: v.clone() for k, v in network.state_dict().items()}
+    fast_maps, fast_grads = maps_and_grads()
+    network.load_state_dict(state)  # undo the batch-norm statistics of the pass above
+    network.backbone.to(memory_format=torch.contiguous_format)
+    assert not conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    plain_maps, plain_grads = maps_and_grads()
+    assert fast_maps.is_contiguous()
+    torch.testing.assert_close(fast_maps, plain_maps, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast_grads, plain_grads, rtol=1e-3, atol=1e-3 * float(plain_grads.abs().max()))
+    fresh = build_network("gp-unet", in_channels=2, num_classes=2, spatial_size=(24, 24, 24))
+    fresh.load_state_dict(network.state_dict())
+    fresh_conv = next(m for m in fresh.modules() if isinstance(m, torch.nn.Conv3d))
+    assert fresh_conv.weight.is_contiguous(memory_format=torch.channels_last_3d)

@@ -1,26 +1,52 @@
-"""GP-UNet in 3D: MONAI's BasicUNet whose 1x1 output convolution gives one map per class.
+"""GP-UNet in 3D: a U-Net of MONAI blocks whose 1x1 output convolution gives one map per class.
 
-Chatterjee et al. (GP-UNet, from Dubost et al. 2017); the U-Net is Falk et al., Nature Methods 2019
-(MONAI ``BasicUNet``). Global max pooling of the maps gives the logits (see ``base.py``).
+Chatterjee et al. (GP-UNet, from Dubost et al. 2017); U-Net blocks from MONAI's ``BasicUNet`` (Falk et
+al., Nature Methods 2019): ``TwoConv``, max-pool ``Down`` and ``UpCat``. The depth is configurable
+because the receptive field decides what the class maps can use: a shallow network must find local
+evidence, a deep one can score a voxel from the whole field of view. Global max pooling of the maps gives
+the logits (see ``base.py``).
 """
 from __future__ import annotations
 
-from monai.networks.nets import BasicUNet
+import torch
+from monai.networks.layers.factories import Conv
+from monai.networks.nets.basic_unet import Down, TwoConv, UpCat
+from torch import nn
 
 from medxai.models.weakseg.base import GlobalMaxPoolingNetwork
 
-# Five encoder widths and the width after the last up-sampling; small so that 64^3 trains on a CPU.
-DEFAULT_FEATURES = (8, 16, 32, 64, 64, 8)
+DEFAULT_FEATURES = (8, 16, 32)  # two 2x levels: a receptive field of ~40 voxels
 NORM = ("batch", {})
 ACT = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
+
+
+class UNet(nn.Module):
+    """``len(features) - 1`` max-pool levels, skip concatenation, transposed-convolution up-sampling."""
+
+    def __init__(self, *, in_channels: int, num_classes: int, features: tuple[int, ...] = DEFAULT_FEATURES,
+                 upsample: str = "deconv") -> None:
+        super().__init__()
+        self.stem = TwoConv(3, in_channels, features[0], ACT, NORM, True)
+        self.down = nn.ModuleList(Down(3, a, b, ACT, NORM, True) for a, b in zip(features[:-1], features[1:]))
+        self.up = nn.ModuleList(
+            UpCat(3, b, a, a, ACT, NORM, True, upsample=upsample, halves=False)
+            for a, b in reversed(list(zip(features[:-1], features[1:])))
+        )
+        self.classifier = Conv["conv", 3](features[0], num_classes, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(skips[-1]))
+        y = skips.pop()
+        for block in self.up:
+            y = block(y, skips.pop())
+        return self.classifier(y)
 
 
 def gp_unet(
     *, in_channels: int, num_classes: int, features: tuple[int, ...] = DEFAULT_FEATURES, upsample: str = "deconv"
 ) -> GlobalMaxPoolingNetwork:
-    """A 3D GP-UNet: four 2x max-pool levels (inputs padded to multiples of 16)."""
-    backbone = BasicUNet(
-        spatial_dims=3, in_channels=in_channels, out_channels=num_classes, features=features,
-        act=ACT, norm=NORM, upsample=upsample,
-    )
-    return GlobalMaxPoolingNetwork(backbone, divisor=16)
+    """A 3D GP-UNet with ``len(features) - 1`` levels (inputs padded to multiples of 2**levels)."""
+    backbone = UNet(in_channels=in_channels, num_classes=num_classes, features=features, upsample=upsample)
+    return GlobalMaxPoolingNetwork(backbone, divisor=2 ** (len(features) - 1))
