@@ -18,7 +18,7 @@ from torch import nn
 
 from medxai.attribution.base import Execution
 from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
-from medxai.attribution.provenance import inputs_sha256, library_versions, utc_now
+from medxai.attribution.provenance import input_records, library_versions, utc_now
 from medxai.attribution.regions import box_mask, to_model_grid, voxel_mask
 from medxai.attribution.registry import DEFAULT_METHOD, check_method_names, create_method
 from medxai.attribution.targets import ClassTarget, ContrastTarget, PredictedClass, Target, output_kind
@@ -27,6 +27,7 @@ from medxai.io.naming import case_id_from_path
 from medxai.volume import Volume
 
 ProgressCallback = Callable[[str, int, int], None]
+ScanInput = str | Path | Volume  # a scan channel: a path to read, or a volume already read
 NORMALISATION = "none, raw attribution"
 CAM_METHODS = frozenset({"gradcam", "gradcampp", "smooth_gradcampp"})
 
@@ -73,10 +74,26 @@ def parse_target(spec: str, classes: Sequence[str], *, region: torch.Tensor | No
     raise ConfigError(f"unknown target {spec!r} (use 'predicted', a class ({', '.join(names)}) or CLASS_A-CLASS_B)")
 
 
-def _scan_paths(scan: str | Path | Sequence[str | Path]) -> list[Path]:
-    if isinstance(scan, (str, Path)):
-        return [Path(scan)]
-    return [Path(path) for path in scan]
+def scan_inputs(scan: ScanInput | Sequence[ScanInput]) -> list[Path | Volume]:
+    """The channels of ``scan`` (one input, or one per channel) as paths or volumes."""
+    items = [scan] if isinstance(scan, (str, Path, Volume)) else list(scan)
+    return [item if isinstance(item, Volume) else Path(item) for item in items]
+
+
+def resolve_case_id(inputs: Sequence[Path | Volume], case_id: str | None) -> str:
+    """``case_id``, else the first channel's file name; a scan given already read needs ``case_id``."""
+    if case_id:
+        return case_id
+    if isinstance(inputs[0], Volume):
+        raise ValueError("case_id is required when the scan is given as a Volume")
+    return case_id_from_path(inputs[0])
+
+
+def read_inputs(inputs: Sequence[Path | Volume]) -> list[Volume]:
+    """Every channel as a volume, reading only those given as paths."""
+    from medxai.io.readers import read_volume
+
+    return [item if isinstance(item, Volume) else read_volume(item) for item in inputs]
 
 
 def _prediction(output: torch.Tensor, kind: str, classes: Sequence[str]) -> dict[str, Any]:
@@ -147,7 +164,7 @@ def _run_method(name: str, network: nn.Module, inputs: torch.Tensor, target: Tar
 
 def explain_case(
     model: Any,
-    scan: str | Path | Sequence[str | Path],
+    scan: ScanInput | Sequence[ScanInput],
     *,
     methods: Sequence[str] = (DEFAULT_METHOD,),
     target: str = "predicted",
@@ -161,22 +178,22 @@ def explain_case(
     case_id: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> CaseExplanation:
-    """Explain ``scan`` (one path, or one path per input channel) with ``model`` (a ``LoadedModel``).
+    """Explain ``scan`` (one input, or one per channel: a path, or a ``Volume`` already read, such as one
+    series of a DICOM folder) with ``model`` (a ``LoadedModel``). A scan given as volumes needs ``case_id``;
+    the record hashes each path's file, each volume's voxels and affine.
 
     ``target``: ``predicted``, a class name or ``A-B``. ``mask``/``box``/``voxel`` (native grid): for
     segmentation outputs (or weakly-supervised models' heatmaps) the region whose summed class logit is
     explained; for classification models the region of interest occlusion is restricted to. A method
     that runs out of memory or yields non-finite values is reported in ``failed``; the others still run.
     """
-    from medxai.io.readers import read_volume
-
     methods = list(methods) or [DEFAULT_METHOD]
     check_method_names(methods)
     options = {name: dict(value) for name, value in (method_options or {}).items()}
     check_method_names(list(options))
-    paths = _scan_paths(scan)
-    case_id = case_id or case_id_from_path(paths[0])
-    volumes = [read_volume(path) for path in paths]
+    channels = scan_inputs(scan)
+    case_id = resolve_case_id(channels, case_id)
+    volumes = read_inputs(channels)
     prepared = model.preprocessor.prepare(volumes)
     reference = prepared.reference
     torch_device = torch.device(device) if device else model.device
@@ -226,7 +243,7 @@ def explain_case(
         progress(f"explain {case_id}", len(methods), len(methods))
     record = {
         "case_id": case_id,
-        "inputs": [{"channel": i, "sha256": digest} for i, digest in enumerate(inputs_sha256(paths))],
+        "inputs": input_records(channels),
         "model": {"sha256": model.sha256, "arch": model.arch, "classes": list(model.classes), "task": model.task},
         "output": kind,
         "explained_output": "class heatmaps (weakly supervised)" if explained is not network else kind,

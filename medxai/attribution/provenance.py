@@ -5,7 +5,14 @@ import hashlib
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+import numpy as np
+
+from medxai.volume import Volume
+
+HASHED_FILE = "file"
+HASHED_VOXELS = "voxels and affine"
 
 
 def _update_with_file(digest: "hashlib._Hash", path: Path) -> None:
@@ -27,8 +34,22 @@ def input_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def inputs_sha256(paths: Sequence[str | Path]) -> list[str]:
-    return [input_sha256(path) for path in paths]
+def volume_sha256(volume: Volume) -> str:
+    """SHA-256 of an already-read scan: its voxels (dtype, shape, values) and its affine, so one series of a
+    DICOM folder holding several is told apart from the others."""
+    data = np.ascontiguousarray(volume.data)
+    digest = hashlib.sha256(f"{data.dtype.str}{data.shape}".encode())
+    digest.update(data.tobytes())
+    digest.update(np.ascontiguousarray(volume.affine, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def input_records(inputs: Sequence[Path | Volume]) -> list[dict[str, Any]]:
+    """One provenance entry per input channel: its SHA-256 and what was hashed (the file, or the voxels and
+    affine of a scan given already read)."""
+    return [{"channel": i, "sha256": volume_sha256(item), "hashed": HASHED_VOXELS} if isinstance(item, Volume)
+            else {"channel": i, "sha256": input_sha256(item), "hashed": HASHED_FILE}
+            for i, item in enumerate(inputs)]
 
 
 def library_versions() -> dict[str, str]:

@@ -12,7 +12,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch import nn
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.atomic import write_text_atomic
 from medxai.io.naming import case_id_from_path
-from medxai.io.readers import read_mask, read_volume
+from medxai.io.readers import read_mask
 from medxai.metrics.localisation import localisation_scores
 from medxai.metrics.model_grid import (
     Explainer,
@@ -32,6 +32,9 @@ from medxai.metrics.model_grid import (
     sanity_scores,
 )
 from medxai.volume import Volume
+
+if TYPE_CHECKING:
+    from medxai.attribution.engine import ScanInput
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -126,10 +129,10 @@ def method_explainer(name: str, network: nn.Module, *, seed: int, spacing: tuple
     return explain
 
 
-def prepare_case(model: Any, volume: Volume, *, target: str = "predicted") -> tuple[Any, ModelGridCase]:
-    """Preprocess ``volume`` for ``model``: the prepared input and the model-grid case with the class every
-    explanation of it refers to (``predicted`` or a class name) and the class probabilities."""
-    prepared = model.preprocessor.prepare([volume])
+def prepare_case(model: Any, volumes: Sequence[Volume], *, target: str = "predicted") -> tuple[Any, ModelGridCase]:
+    """Preprocess ``volumes`` (one per input channel) for ``model``: the prepared input and the model-grid case
+    with the class every explanation of it refers to (``predicted`` or a class name) and the class probabilities."""
+    prepared = model.preprocessor.prepare(list(volumes))
     inputs = prepared.tensor.as_tensor()[None].to(model.device)
     with torch.no_grad():
         logits = model.network(inputs)
@@ -182,10 +185,10 @@ def score_explanation(
 
 def score_case(
     model: Any,
-    scan: str | Path,
+    scan: ScanInput | Sequence[ScanInput],
     *,
     methods: Sequence[str],
-    mask: str | Path | None = None,
+    mask: str | Path | Volume | None = None,
     seed: int = 0,
     target: str = "predicted",
     settings: ScoreSettings | None = None,
@@ -195,11 +198,13 @@ def score_case(
 ) -> list[dict[str, Any]]:
     """One row per method for ``scan`` explained by ``model`` (a :class:`medxai.models.model_dir.LoadedModel`).
 
-    The heatmaps are :func:`medxai.attribution.engine.explain_case`'s (the ones ``medxai explain`` writes);
-    the scan is preprocessed once more for the model-grid metrics (once per case, not per method).
-    ``target`` is ``predicted`` or a class name; ``mask`` must lie on the scan's grid.
+    ``scan`` is one input or one per channel, each a path or a ``Volume`` already read (a scan given as
+    volumes needs ``case_id``); ``mask``, a path or a ``Volume``, must lie on the scan's grid. Only paths are
+    read, once. The heatmaps are :func:`medxai.attribution.engine.explain_case`'s (the ones ``medxai explain``
+    writes); the scan is preprocessed once more for the model-grid metrics (once per case, not per method).
+    ``target`` is ``predicted`` or a class name.
     """
-    from medxai.attribution.engine import explain_case
+    from medxai.attribution.engine import explain_case, read_inputs, resolve_case_id, scan_inputs
     from medxai.attribution.registry import check_method_names
 
     if not methods:
@@ -207,14 +212,15 @@ def score_case(
     check_method_names(list(methods))
     if target != "predicted" and target not in model.classes:
         raise ConfigError(f"score explains one class: target must be 'predicted' or one of {', '.join(model.classes)}")
-    explanation = explain_case(model, scan, methods=methods, target=target, seed=seed, method_options=method_options,
+    channels = scan_inputs(scan)
+    case_id = resolve_case_id(channels, case_id)
+    volumes = read_inputs(channels)
+    mask_volume = mask if isinstance(mask, Volume) or mask is None else read_mask(mask, volumes[0])
+    explanation = explain_case(model, volumes, methods=methods, target=target, seed=seed, method_options=method_options,
                                case_id=case_id)
-    reference = next(iter(explanation.heatmaps.values()), None)
-    volume = read_volume(scan)
-    mask_volume = None if mask is None else read_mask(mask, reference if reference is not None else volume)
     resolved = explanation.record["target"]["resolved"] or {}
     class_name = model.classes[resolved["class_index"]] if "class_index" in resolved else target
-    _, case = prepare_case(model, volume, target=class_name)
+    _, case = prepare_case(model, volumes, target=class_name)
     return score_explanation(model, explanation, case, mask=mask_volume, seed=seed, settings=settings,
                              method_options=method_options, progress=progress)
 

@@ -219,7 +219,7 @@ def load_case(
     explained = [f for f in folders if (f / EXPLANATIONS).is_file()]
     explanations = _json(explained[0] / EXPLANATIONS) if explained else {}
     volume, source = _scan(scan)
-    _check_input(source, explanations)
+    _check_input(volume, source, explanations)
     reference = mask if isinstance(mask, Volume) or mask is None else read_mask(mask, volume)
     records = {name: (folder, record) for folder in explained for name, record in _methods_record(_json(folder / EXPLANATIONS)).items()}
     unknown = sorted(set(methods or ()) - set(records))
@@ -258,15 +258,22 @@ def _model(model_dir: str | Path | None) -> ModelSummary | None:
     return read_model_summary(path) if (path / MODEL_JSON).is_file() else None
 
 
-def _check_input(source: Path | None, explanations: Mapping[str, Any]) -> None:
-    """Refuse a scan other than the one explained (its file hash differs from the recorded one)."""
-    from medxai.attribution.provenance import input_sha256
+def _check_input(volume: Volume, source: Path | None, explanations: Mapping[str, Any]) -> None:
+    """Refuse a scan other than the one explained: its hash (of the file, or of the voxels and affine when the
+    scan was explained already read, as a pipeline does) differs from the recorded one."""
+    from medxai.attribution.provenance import HASHED_VOXELS, input_sha256, volume_sha256
 
     inputs = explanations.get("inputs") or []
-    recorded = inputs[0].get("sha256") if inputs and isinstance(inputs[0], dict) else None
-    if source is None or not recorded:
+    first = inputs[0] if inputs and isinstance(inputs[0], dict) else {}
+    recorded = first.get("sha256")
+    if not recorded:
         return
-    actual = input_sha256(source)
+    if first.get("hashed") == HASHED_VOXELS:
+        actual = volume_sha256(volume)
+    elif source is not None:
+        actual = input_sha256(source)
+    else:
+        return
     if actual != recorded:
         raise InvalidInputError(f"is not the scan these heatmaps explain (sha256 {actual[:12]}..., explanations.json "
                                 f"records {str(recorded)[:12]}...)", path=source)

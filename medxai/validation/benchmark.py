@@ -110,12 +110,12 @@ def _seed_run(settings: ValidateSettings, methods: Sequence[str], seed: int, wor
     sanity: dict[str, dict[str, Any]] = {}
     for number, case in enumerate(cases, start=1):
         volume = read_volume(case.images[0])
-        _, grid_case = prepare_case(model, volume, target=LESION_CLASS)
+        _, grid_case = prepare_case(model, [volume], target=LESION_CLASS)
         p_lesion.append(grid_case.extra["probabilities"][lesion_index])
         is_lesion.append(case.label == LESION_CLASS)
         if case.label == LESION_CLASS and case.mask is not None:
             mask = read_mask(case.mask, volume)
-            explanation = explain_case(model, case.images[0], methods=methods, target=LESION_CLASS, seed=seed,
+            explanation = explain_case(model, volume, methods=methods, target=LESION_CLASS, seed=seed,
                                        case_id=case.case_id)
             for row in score_explanation(model, explanation, grid_case, mask=mask, seed=seed, settings=settings.scores):
                 row.update(seed=seed, p_lesion=p_lesion[-1], predicted_lesion=bool(p_lesion[-1] >= 0.5),

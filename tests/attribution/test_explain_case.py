@@ -11,14 +11,17 @@ import torch
 from monai.networks.nets import UNet
 
 from medxai.attribution.engine import explain_case
+from medxai.attribution.provenance import HASHED_FILE, HASHED_VOXELS, input_sha256, volume_sha256
 from medxai.attribution.registry import METHODS
 from medxai.attribution.writer import write_case
 from medxai.io.nifti import write_nifti
+from medxai.io.readers import read_volume
 from medxai.models.model_dir import LoadedModel, load_model, save_model_dir
 from medxai.models.preprocessing import Preprocessor, PreprocessingConfig
 from medxai.models.registry import build_network
 from medxai.synthetic import default_grid, make_spec, render
 from medxai.testing.attribution_nets import FAST_OPTIONS
+from medxai.volume import Volume
 
 CLASSES = ["normal", "lesion"]
 
@@ -40,6 +43,24 @@ def oblique_scan(tmp_path_factory) -> tuple[Path, np.ndarray, tuple[int, int, in
     path = tmp_path_factory.mktemp("scan") / "oblique case.nii.gz"
     write_nifti(render(spec, affine=affine, shape=shape).image, path)
     return path, affine, shape
+
+
+def test_a_scan_given_already_read_is_explained_as_its_file_and_hashed_by_voxels_and_affine(model, oblique_scan):
+    path, _, _ = oblique_scan
+    volume = read_volume(path)
+    with pytest.raises(ValueError, match="case_id"):
+        explain_case(model, volume, methods=["saliency"])
+    from_path = explain_case(model, path, methods=["saliency"], seed=1)
+    from_volume = explain_case(model, [volume], methods=["saliency"], seed=1, case_id="given")
+    assert from_volume.case_id == "given"
+    assert np.array_equal(from_volume.heatmaps["saliency"].data, from_path.heatmaps["saliency"].data)
+    assert np.array_equal(from_volume.heatmaps["saliency"].affine, from_path.heatmaps["saliency"].affine)
+    assert from_path.record["inputs"] == [{"channel": 0, "sha256": input_sha256(path), "hashed": HASHED_FILE}]
+    assert from_volume.record["inputs"] == [{"channel": 0, "sha256": volume_sha256(volume), "hashed": HASHED_VOXELS}]
+    moved = np.array(volume.affine)
+    moved[:3, 3] += 1.0
+    assert len({volume_sha256(volume), volume_sha256(volume.with_data(volume.data * 2)),
+                volume_sha256(Volume(volume.data, moved))}) == 3
 
 
 def test_every_method_lands_on_the_scan_grid(model, oblique_scan, tmp_path):

@@ -1,5 +1,6 @@
 """``medxai run`` with real model stages: kill -9 then --resume equals an uninterrupted run, the Dask path
-equals the local one, the model loads once per worker, and each stage equals its stand-alone command."""
+equals the local one, the model loads once per worker, each stage equals its stand-alone command, and each
+series of a DICOM folder holding several is explained as itself."""
 from __future__ import annotations
 
 import csv
@@ -35,6 +36,23 @@ radiomics:
   expansions: [0, 2]
 report:
   enabled: true
+"""
+SCORE_PIPELINE = """
+model:
+  path: {model}
+score:
+  enabled: true
+  methods: [saliency, gradcam]
+  seed: 2
+"""
+EXPLAIN_PIPELINE = """
+model:
+  path: {model}
+explain:
+  enabled: true
+  methods: [saliency]
+  seed: 1
+  batch_size: 4
 """
 TIMINGS = ("started", "finished", "seconds")
 # Provenance in explanations.json that differs between two identical runs: when and how fast it ran.
@@ -145,6 +163,8 @@ def test_dask_local_cluster_gives_the_local_outputs_and_loads_the_model_once_per
 
 
 def test_stages_equal_their_standalone_commands(workspace, cli, tmp_path):
+    from medxai.attribution.provenance import HASHED_FILE, HASHED_VOXELS, input_sha256, volume_sha256
+    from medxai.io.readers import read_volume
     from medxai.radiomics.batch import process_case
     from medxai.radiomics.cases import CaseSpec, ExtractionOptions
 
@@ -174,8 +194,12 @@ def test_stages_equal_their_standalone_commands(workspace, cli, tmp_path):
         ours, theirs = nib.load(out / case["case_id"] / f"{method}.nii.gz"), nib.load(tmp_path / "explain" / case["case_id"] / f"{method}.nii.gz")
         assert np.array_equal(ours.get_fdata(), theirs.get_fdata()) and np.array_equal(ours.affine, theirs.affine)
         assert np.array_equal(ours.affine, nib.load(image).affine)
-    assert without_volatile(json.loads((out / case["case_id"] / "explanations.json").read_text())) == \
-        without_volatile(json.loads((tmp_path / "explain" / case["case_id"] / "explanations.json").read_text()))
+    ours_record = without_volatile(json.loads((out / case["case_id"] / "explanations.json").read_text()))
+    theirs_record = without_volatile(json.loads((tmp_path / "explain" / case["case_id"] / "explanations.json").read_text()))
+    # the pipeline explains the scan it read (hashing its voxels and affine), the command the file (hashing it)
+    assert ours_record.pop("inputs") == [{"channel": 0, "sha256": volume_sha256(read_volume(image)), "hashed": HASHED_VOXELS}]
+    assert theirs_record.pop("inputs") == [{"channel": 0, "sha256": input_sha256(image), "hashed": HASHED_FILE}]
+    assert ours_record == theirs_record
 
     standalone = cli("segment", workspace / "model", image, "-o", tmp_path / "seg", "--method", "saliency",
                      "--threshold", "otsu")
@@ -203,3 +227,73 @@ def test_stages_equal_their_standalone_commands(workspace, cli, tmp_path):
     text = PdfReader(out / case["case_id"] / "report.pdf").pages[0].extract_text()
     assert case["case_id"] in text and record["prediction"] in text
     assert "Failures" in PdfReader(out / "summary.pdf").pages[0].extract_text()
+
+
+def test_score_stage_equals_medxai_score(workspace, cli, tmp_path):
+    with (workspace / "cohort" / "labels.csv").open(newline="") as handle:
+        case = next(row for row in csv.DictReader(handle) if row["mask"])
+    image, mask = workspace / "cohort" / case["image"], workspace / "cohort" / case["mask"]
+    manifest = tmp_path / "one.csv"
+    manifest.write_text(f"case_id,image,mask\n{case['case_id']},{image},{mask}\n")
+    pipeline = tmp_path / "score.yaml"
+    pipeline.write_text(SCORE_PIPELINE.format(model=workspace / "model"))
+    out = tmp_path / "out"
+    run = cli("run", pipeline, "--input", manifest, "-o", out)
+    assert run.exit_code == 0, run.stderr
+
+    scored = cli("score", workspace / "model", image, "--mask", mask, "-m", "saliency", "-m", "gradcam", "--seed", "2",
+                 "--device", "cpu", "-o", tmp_path / "scores.csv")
+    assert scored.exit_code == 0, scored.stderr
+    expected = (tmp_path / "scores.csv").read_text()
+    assert (out / case["case_id"] / "scores.csv").read_text() == expected
+    assert (out / "scores.csv").read_text() == expected
+    with (out / "scores.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["case_id"], row["method"]) for row in rows] == [(case["case_id"], "saliency"), (case["case_id"], "gradcam")]
+    assert all(row["error"] == "" and row["auroc"] and row["sanity_pass"] for row in rows)  # localised, sanity-checked
+
+
+def test_each_dicom_series_of_a_folder_is_explained_on_its_own_grid(workspace, cli, tmp_path):
+    """Two series of one folder, different grids and content: the pipeline's case for each series explains
+    that series, exactly as ``medxai explain`` does on a folder holding only it."""
+    from medxai.attribution.provenance import volume_sha256
+    from medxai.io.readers import read_volume
+    from medxai.pipeline.inputs import discover_cases
+    from medxai.testing.dicom_writer import dicom_representable, write_dicom_series
+    from medxai.volume import Volume
+
+    images = sorted((workspace / "cohort" / "images").glob("*.nii.gz"))
+    first, second = read_volume(images[0]), read_volume(images[1])
+    angle = np.radians(20)  # an oblique, anisotropic grid of another shape for the second series
+    oblique = np.eye(4)
+    oblique[:3, :3] = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]) @ \
+        np.diag([0.9, 1.2, 2.0])
+    oblique[:3, 3] = [20.0, -8.0, 5.0]
+    series = {"1": dicom_representable(first),
+              "2": dicom_representable(Volume(np.ascontiguousarray(second.data[4:28, 2:26, 8:24]), oblique))}
+    for number, volume in series.items():
+        for folder in (tmp_path / "scans" / "study", tmp_path / f"alone_s{number}"):
+            write_dicom_series(volume, folder, modality="MR", series_number=int(number), series_description=f"t{number}")
+    cases = {case.case_id: case for case in discover_cases(tmp_path / "scans")}
+    assert set(cases) == {"study_s1", "study_s2"}
+
+    pipeline = tmp_path / "explain.yaml"
+    pipeline.write_text(EXPLAIN_PIPELINE.format(model=workspace / "model"))
+    out = tmp_path / "out"
+    run = cli("run", pipeline, "--input", tmp_path / "scans", "-o", out)
+    assert run.exit_code == 0, run.stderr
+
+    heatmaps = {}
+    for number in series:
+        case = cases[f"study_s{number}"]
+        scan = read_volume(case.image, series_uid=case.series_uid)
+        heatmap = nib.load(out / case.case_id / "saliency.nii.gz")
+        assert heatmap.shape == scan.shape and np.allclose(heatmap.affine, scan.affine, atol=1e-4)
+        record = json.loads((out / case.case_id / "explanations.json").read_text())
+        assert record["inputs"][0]["sha256"] == volume_sha256(scan)
+        alone = cli("explain", workspace / "model", tmp_path / f"alone_s{number}", "-o", tmp_path / "alone",
+                    "-m", "saliency", "--seed", "1", "--batch-size", "4", "--device", "cpu")
+        assert alone.exit_code == 0, alone.stderr
+        heatmaps[number] = np.asarray(heatmap.get_fdata())
+        assert np.array_equal(heatmaps[number], nib.load(tmp_path / "alone" / f"alone_s{number}" / "saliency.nii.gz").get_fdata())
+    assert heatmaps["1"].shape != heatmaps["2"].shape

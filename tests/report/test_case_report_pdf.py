@@ -172,6 +172,22 @@ def test_a_scan_other_than_the_explained_one_is_refused(tmp_path: Path) -> None:
         report_case([case.case_dir], tmp_path / "out.pdf", scan=other)
 
 
+def test_a_scan_explained_already_read_is_checked_by_its_voxels(tmp_path: Path) -> None:
+    import json
+
+    from medxai.attribution.provenance import HASHED_VOXELS, volume_sha256
+    from medxai.report.loader import load_case
+
+    volume, mask = phantom(linear=np.eye(3), shape=(40, 40, 40), seed=3)
+    case = write_report_case(tmp_path, volume=volume, mask=mask, methods=("saliency",), failing=())
+    record = json.loads((case.case_dir / "explanations.json").read_text())
+    record["inputs"] = [{"channel": 0, "sha256": volume_sha256(read_volume(case.scan)), "hashed": HASHED_VOXELS}]
+    (case.case_dir / "explanations.json").write_text(json.dumps(record))  # as a pipeline records it
+    assert load_case([case.case_dir], scan=case.scan).case_id == "case_0007"
+    with pytest.raises(InvalidInputError, match="not the scan these heatmaps explain"):
+        load_case([case.case_dir], scan=read_volume(case.scan).with_data(volume.data + 1.0))
+
+
 def test_failed_methods_are_named_with_their_reason(tmp_path: Path) -> None:
     import json
 

@@ -1,10 +1,12 @@
 """Explain stage: attribution heatmaps of the case on the scan's own grid, as ``medxai explain`` writes them.
 
-:func:`medxai.attribution.engine.explain_case` runs every method of ``explain.methods`` (seeded, with an
+:func:`medxai.attribution.engine.explain_case` explains the channels the scan stage read (a DICOM folder's
+series is the case's own, nothing is read again) with every method of ``explain.methods`` (seeded, with an
 explicit batch size so results do not depend on free memory) and :func:`medxai.attribution.writer.write_case`
 writes ``OUT/<case_id>/<method>.nii.gz`` and ``explanations.json``. A case where any method fails (out of
 memory, non-finite map) fails as a whole with the methods' reasons, and ``--resume`` redoes it.
-``explanations.json`` records its date and each method's wall time and peak memory (provenance).
+``explanations.json`` records its date, each method's wall time and peak memory, and the SHA-256 of each
+input channel's voxels and affine (provenance).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def run(context: CaseContext) -> None:
     from medxai.attribution.writer import write_case
 
     options, case = context.pipeline["explain"], context.case
-    explanation = explain_case(context.model, [case.image, *case.extra_channels], methods=options["methods"],
+    explanation = explain_case(context.model, context.channels, methods=options["methods"],
                                target=options["target"], seed=options["seed"], batch_size=options["batch_size"],
                                case_id=case.case_id)
     if explanation.failed:

@@ -1,7 +1,8 @@
 """Score stage: faithfulness, robustness, sanity and (with an input mask) localisation of each method.
 
-Per case :func:`medxai.metrics.scoring.score_case` writes ``OUT/<case_id>/scores.csv`` (the ``medxai score``
-columns); at the end ``OUT/scores.csv`` holds every done case (one row per case x method).
+Per case :func:`medxai.metrics.scoring.score_case`, on the channels and mask the scan stage read, writes
+``OUT/<case_id>/scores.csv`` (the ``medxai score`` columns); at the end ``OUT/scores.csv`` holds every done
+case (one row per case x method).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def run(context: CaseContext) -> None:
     options = context.pipeline["score"]
     settings = ScoreSettings(tolerance_mm=float(options["tolerance_mm"]), sanity_threshold=float(options["sanity_threshold"]),
                              sensitivity=options["sensitivity"], sanity=options["sanity"])
-    rows = score_case(context.model, context.scan, methods=methods_of(context.pipeline), mask=context.mask,
+    rows = score_case(context.model, context.channels, methods=methods_of(context.pipeline), mask=context.mask,
                       seed=options["seed"], target=options["target"], settings=settings, case_id=context.case.case_id)
     write_scores_csv(rows, context.case_dir / SCORES, columns=settings.columns(with_mask=context.mask is not None))
 
