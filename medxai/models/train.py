@@ -1,8 +1,9 @@
 """Training a 3D classifier from ``labels.csv`` into a model directory.
 
 Stratified split, class-weighted cross-entropy for imbalance, light MONAI augmentation (flips, a small
-affine, intensity scale/shift), early stopping on validation AUC, per-epoch ``metrics.csv`` and the final
-validation AUC/F1/confusion matrix in ``medxai-model.json`` and ``validation.json``. Preprocessed volumes
+affine, intensity scale/shift), early stopping on validation AUC (near-ties in AUC go to the lower
+validation loss: ``selection.py``), per-epoch ``metrics.csv`` and the final validation AUC/F1/confusion
+matrix in ``medxai-model.json`` and ``validation.json``. Preprocessed volumes
 are cached in memory once. Deterministic on CPU for a given seed; mixed precision on CUDA only.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from medxai.models.evaluation import classification_metrics
 from medxai.models.model_dir import resolve_device, save_model_dir
 from medxai.models.preprocessing import PreprocessingConfig, Preprocessor, parse_intensity
 from medxai.models.registry import build_network, get_architecture
+from medxai.models.selection import AUC_TIE, CheckpointSelector
 
 Progress = Callable[[str, int, int], None]
 LOG = logging.getLogger(__name__)
@@ -144,7 +146,7 @@ def train_model(
         transforms = augmentation(seed)
         generator = torch.Generator().manual_seed(seed)
         history: list[dict[str, Any]] = []
-        best: dict[str, Any] = {"auc": -math.inf, "loss": math.inf, "epoch": 0, "state": None, "probabilities": None}
+        selector = CheckpointSelector()
         for epoch in range(1, epochs + 1):
             epoch_start = time.perf_counter()
             network.train()
@@ -172,26 +174,26 @@ def train_model(
                 "val_f1": scores["f1_macro"], "val_accuracy": scores["accuracy"],
                 "seconds": time.perf_counter() - epoch_start,
             })
-            if auc > best["auc"] + 1e-9 or (auc >= best["auc"] - 1e-9 and val_loss < best["loss"]):
-                state = {k: v.detach().to("cpu").clone() for k, v in network.state_dict().items()}
-                best.update(auc=auc, loss=val_loss, epoch=epoch, state=state, probabilities=probabilities)
+            selector.offer(epoch, auc, val_loss, lambda: {k: v.detach().to("cpu").clone() for k, v in network.state_dict().items()},
+                           probabilities)
             LOG.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.4f, %.1f s", epoch, epochs,
                      history[-1]["train_loss"], val_loss, scores["auc"], history[-1]["seconds"])
             if progress is not None:
                 progress("Training epochs", epoch, epochs)
-            if epoch - best["epoch"] >= patience:
+            if epoch - selector.best_auc_epoch >= patience:
                 break
-    if best["state"] is None:
+    best = selector.chosen()
+    if best is None:
         raise MedxaiError(f"training diverged: validation loss is not finite (try a lower --lr than {lr})")
-    network.load_state_dict(best["state"])
-    final = classification_metrics(best["probabilities"], targets[val_idx], classes=class_names)
+    network.load_state_dict(best.state)
+    final = classification_metrics(best.probabilities, targets[val_idx], classes=class_names)
     seconds = time.perf_counter() - started
     val_cases = [labelled.cases[i] for i in val_idx]
     validation = {
-        "classes": class_names, "best_epoch": best["epoch"], **final,
+        "classes": class_names, "best_epoch": best.epoch, **final,
         "cases": [
             {"case_id": case.case_id, "label": case.label,
-             **{f"p_{name}": float(p) for name, p in zip(class_names, best["probabilities"][row])}}
+             **{f"p_{name}": float(p) for name, p in zip(class_names, best.probabilities[row])}}
             for row, case in enumerate(val_cases)
         ],
     }
@@ -199,7 +201,8 @@ def train_model(
         "data": labelled.csv_path.name, "data_sha256": data_sha256(labelled), "n_cases": len(targets),
         "n_train": len(train_idx), "n_val": len(val_idx),
         "class_counts": {name: int((targets == i).sum()) for i, name in enumerate(class_names)},
-        "epochs": epochs, "epochs_run": len(history), "best_epoch": best["epoch"], "patience": patience,
+        "epochs": epochs, "epochs_run": len(history), "best_epoch": best.epoch, "patience": patience,
+        "checkpoint": f"best validation AUC; epochs within {AUC_TIE} of it: lowest validation loss",
         "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(weight_decay=1e-4), cosine LR decay over --epochs", "val_fraction": val_fraction,
         "split": "stratified, by group column" if labelled.groups else "stratified by case", "seed": seed,
         "device": torch_device.type, "mixed_precision": amp, "class_weights": "inverse frequency",
@@ -212,6 +215,6 @@ def train_model(
         training=training, metrics=metrics,
         extra_files={"metrics.csv": _metrics_csv(history), "validation.json": json.dumps(validation, indent=2) + "\n"},
     )
-    return {"model_dir": str(out_dir), "classes": class_names, **metrics, "best_epoch": best["epoch"],
+    return {"model_dir": str(out_dir), "classes": class_names, **metrics, "best_epoch": best.epoch,
             "epochs_run": len(history), "n_train": len(train_idx), "n_val": len(val_idx),
             "device": torch_device.type, "seconds": round(seconds, 2)}
