@@ -37,9 +37,10 @@ class DemoSettings:
 
     cases: int = 160
     size: int = 48
-    model_size: int = 32
+    model_size: int = 48
+    arch: str = "small"
     seed: int = 0
-    epochs: int = 10
+    epochs: int = 30
     lr: float = 2e-3
     test_fraction: float = 0.2
     explain_cases: int = 3
@@ -52,7 +53,7 @@ class DemoSettings:
     @classmethod
     def quick(cls, *, seed: int = 0, cases: int | None = None) -> "DemoSettings":
         """Tiny sizes for a smoke run: every step and every output, in seconds rather than minutes."""
-        return cls(cases=cases or 12, size=24, model_size=24, seed=seed, epochs=1, explain_cases=1,
+        return cls(cases=cases or 12, size=24, model_size=24, arch="tiny", seed=seed, epochs=1, explain_cases=1,
                    methods=("smoothgrad", "gradcam"), radiomics_cases=1, expansions_mm=(0.0, 2.0, 4.0), score_light=True)
 
     def __post_init__(self) -> None:

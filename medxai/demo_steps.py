@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from medxai.models.predict import Prediction
 
 ProgressCallback = Callable[[str, int, int], None]
-ARCH = "tiny"
 
 
 def _data(row: Mapping[str, str], key: str, data_dir: Path) -> Path:
@@ -35,10 +34,10 @@ def train(train_csv: Path, model_dir: Path, *, settings: "DemoSettings", progres
     """A small 3D CNN on the training cases (validation split inside); its validation figures."""
     from medxai.models.train import train_model
 
-    summary = train_model(train_csv, model_dir, arch=ARCH, epochs=settings.epochs, lr=settings.lr, seed=settings.seed,
+    summary = train_model(train_csv, model_dir, arch=settings.arch, epochs=settings.epochs, lr=settings.lr, seed=settings.seed,
                           spatial_size=settings.model_size, device="cpu", patience=settings.epochs, progress=progress)
     keys = ("val_auc", "val_f1_macro", "val_accuracy", "val_n", "best_epoch", "epochs_run", "n_train", "n_val")
-    return {"model": ARCH, **{key: summary[key] for key in keys}}
+    return {"model": settings.arch, **{key: summary[key] for key in keys}}
 
 
 def predict_held_out(model_dir: Path, rows: Sequence[Mapping[str, str]], out_csv: Path, *,
