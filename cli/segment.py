@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
 
@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
         negative_class: str = typer.Option("normal", "--negative-class", help="A scan predicted as this class gets an empty mask."),
         lcc: bool = typer.Option(False, "--lcc/--no-lcc", help="Keep only the largest connected component."),
         fill_holes: bool = typer.Option(False, "--fill-holes/--no-fill-holes", help="Fill enclosed cavities."),
+        refine: Optional[str] = typer.Option(None, "--refine", help="Re-draw the margin from the image around the map's peak: otsu, fcm, gmm or kmeans (not in the paper)."),
+        refine_margin: float = typer.Option(3.0, "--refine-margin", help="Margin in mm around the thresholded component for --refine."),
         masks: List[Path] = typer.Option([], "--mask", help="Reference mask per scan (in order): Dice, IoU, HD95 in mm."),
         sweep: bool = typer.Option(False, "--sweep", help="Choose the threshold by median Dice on the cases with masks."),
         sweep_grid: str = typer.Option("paper", "--sweep-grid", help="'paper' (multiotsu-offset 0.4..1.0) or comma-separated thresholds."),
@@ -33,7 +35,8 @@ def register(app: typer.Typer) -> None:
         from medxai.segmentation.threshold import parse_threshold, parse_threshold_list
 
         settings = SegmentSettings(rule=parse_threshold(threshold), method=method, target=target,
-                                   negative_class=negative_class, keep_largest=lcc, fill_holes=fill_holes, seed=seed)
+                                   negative_class=negative_class, keep_largest=lcc, fill_holes=fill_holes, seed=seed,
+                                   refine=refine, refine_margin_mm=refine_margin)
         grid = parse_threshold_list(sweep_grid, paper=PAPER_SWEEP) if sweep else None
         cases = collect_inputs(scans, masks=masks)
         with console.progress() as progress:

@@ -112,6 +112,17 @@ def _knn(roi: np.ndarray, spacing: np.ndarray, anchor: np.ndarray, seed: int) ->
     return model.predict(features).reshape(roi.shape).astype(bool)
 
 
+CLUSTERING = tuple(_CLUSTERERS)  # the segmenters that split a box into two intensity classes
+
+
+def split_intensities(roi: np.ndarray, *, method: str, seed: int = 0) -> np.ndarray:
+    """The brighter of two intensity classes of ``roi`` (boolean) by a clustering segmenter (otsu, fcm,
+    gmm, kmeans); the caller decides which class is the lesion."""
+    if method not in _CLUSTERERS:
+        raise ConfigError(f"{method!r} does not split intensities (choose from {', '.join(_CLUSTERERS)})")
+    return _CLUSTERERS[method](np.asarray(roi, dtype=np.float64), seed)
+
+
 def _structure(spacing: np.ndarray) -> np.ndarray:
     """Face-connected structuring element that skips axes much coarser than the finest one."""
     structure = ndimage.generate_binary_structure(3, 1)

@@ -41,11 +41,13 @@ def case_record(
             "level_fraction_of_peak": (level / peak) if math.isfinite(level) and peak > 0 else None,
             "peak": peak, "computed_on": "model-grid map (positive part)",
         },
-        "postprocess": {"largest_component": settings.keep_largest, "fill_holes": settings.fill_holes},
+        "postprocess": {"largest_component": settings.keep_largest, "fill_holes": settings.fill_holes,
+                        "refine": mask.metadata.get("refine")},
         "mask": {"voxels": voxels, "volume_ml": voxels * voxel_ml, "voxel_volume_ml": voxel_ml},
         "grid": {"shape": list(mask.shape), "spacing_mm": list(mask.spacing), "orientation": mask.orientation},
         "heatmap": {"file": "heatmap.nii.gz", "values": "raw class map (not normalised), model grid -> native grid "
-                    "by linear interpolation; mask = heatmap > level, then post-processing"},
+                    "by linear interpolation; mask = heatmap > level, then post-processing"
+                    + (" and refinement from the image (postprocess.refine)" if settings.refine else "")},
         "diagnostics": mapped.diagnostics,
         "scores": scores,
     }

@@ -58,6 +58,8 @@ class SegmentSettings:
     keep_largest: bool = False
     fill_holes: bool = False
     seed: int = 0
+    refine: str | None = None  # a box segmenter re-drawing the margin from the image (medxai.segmentation.refine)
+    refine_margin_mm: float = 3.0
 
 
 def collect_inputs(scans: Sequence[str | Path], *, masks: Sequence[str | Path] = ()) -> list[SegmentInput]:
@@ -90,27 +92,45 @@ def collect_inputs(scans: Sequence[str | Path], *, masks: Sequence[str | Path] =
     return cases
 
 
-def cut_mask(class_map: ClassMap, *, rule: ThresholdRule, keep_largest: bool, fill: bool) -> tuple[Volume, float]:
-    """The mask of one class map and its level (map units; ``inf`` for a forced-empty mask)."""
+def cut_mask(class_map: ClassMap, *, rule: ThresholdRule, keep_largest: bool, fill: bool, refine: str | None = None,
+             image: Volume | None = None, refine_margin_mm: float = 3.0, seed: int = 0) -> tuple[Volume, float]:
+    """The mask of one class map and its level (map units; ``inf`` for a forced-empty mask). With ``refine``
+    (a box segmenter) the mask is re-drawn from ``image`` (the scan's first channel) around the map's peak;
+    what was done is in the mask's ``metadata["refine"]``."""
     level = math.inf if class_map.empty_reason else threshold_level(class_map.model_map, rule)
     binary = clean_mask(binarize(class_map.heatmap.data, level), keep_largest=keep_largest, fill=fill)
     step = Step("threshold", {"rule": str(rule), "level": level, "largest_component": keep_largest, "fill_holes": fill})
-    return class_map.heatmap.with_data(binary.astype(np.uint8), step=step), level
+    mask = class_map.heatmap.with_data(binary.astype(np.uint8), step=step)
+    if refine is not None:
+        from medxai.segmentation.refine import refine_mask
+
+        if image is None:
+            raise ConfigError("refinement needs the scan image")
+        mask, info = refine_mask(mask, class_map.heatmap, image, method=refine, margin_mm=refine_margin_mm, seed=seed)
+        mask = mask.with_data(mask.data, refine=info)
+    return mask, level
 
 
 def sweep_thresholds(
-    pairs: Sequence[tuple[ClassMap, Volume]], candidates: Sequence[ThresholdRule], *, keep_largest: bool, fill: bool
+    pairs: Sequence[tuple[ClassMap, Volume]], candidates: Sequence[ThresholdRule], *, keep_largest: bool, fill: bool,
+    refine: str | None = None, images: Sequence[Volume] | None = None, refine_margin_mm: float = 3.0,
 ) -> dict[str, Any]:
     """Chatterjee et al.'s selection: the candidate with the best median Dice over ``pairs`` (class map,
     reference mask); ties go to the better mean, then to the earlier candidate. Maps whose mask is
-    forced empty (negative prediction) carry no information about the threshold and are left out."""
-    usable = [(m, truth) for m, truth in pairs if not m.empty_reason]
+    forced empty (negative prediction) carry no information about the threshold and are left out. With
+    ``refine``, ``images`` (one per pair) are the scans the refinement reads."""
+    if refine is not None and (images is None or len(images) != len(pairs)):
+        raise ConfigError("refinement in a sweep needs one image per case")
+    indexed = [(i, m, truth) for i, (m, truth) in enumerate(pairs) if not m.empty_reason]
+    usable = [(m, truth) for _, m, truth in indexed]
     if not usable:
         raise ConfigError("--sweep needs at least one case with a reference mask whose prediction is not negative")
     table = []
     for rule in candidates:
-        dices = [dice(cut_mask(m, rule=rule, keep_largest=keep_largest, fill=fill)[0].data, truth.data)
-                 for m, truth in usable]
+        dices = [dice(cut_mask(m, rule=rule, keep_largest=keep_largest, fill=fill, refine=refine,
+                               image=images[i] if images is not None else None, refine_margin_mm=refine_margin_mm)[0].data,
+                      truth.data)
+                 for i, m, truth in indexed]
         table.append({"threshold": str(rule), "median_dice": float(np.median(dices)), "mean_dice": float(np.mean(dices))})
     best = max(range(len(table)), key=lambda i: (table[i]["median_dice"], table[i]["mean_dice"], -i))
     return {"chosen": table[best]["threshold"], "criterion": "median Dice", "n_cases": len(usable),
@@ -132,36 +152,44 @@ def segment_scans(
 
     if not cases:
         raise ConfigError("no scans to segment")
+    from medxai.segmentation.refine import check_refiner
+
+    check_refiner(settings.refine)
     out = Path(out_dir)
     model = load_model(model_path, device=device)
     if settings.target != "predicted" and settings.target not in model.classes:
         raise ConfigError(f"target class {settings.target!r} is not one of the model's classes ({', '.join(model.classes)})")
     negative = settings.negative_class if settings.negative_class in model.classes else None
 
-    def compute(case: SegmentInput) -> tuple[ClassMap, Volume | None]:
+    def compute(case: SegmentInput) -> tuple[ClassMap, Volume | None, Volume | None]:
         channels = [read_volume(path) for path in case.images]
         mapped = class_map(model, channels, method=settings.method, target=settings.target,
                            negative_class=negative, seed=settings.seed)
         truth = read_mask(case.mask, channels[0]) if case.mask else None
-        return mapped, truth
+        return mapped, truth, channels[0] if settings.refine else None
+
+    refine = dict(refine=settings.refine, refine_margin_mm=settings.refine_margin_mm)
 
     rule, chosen_by, sweep_record = settings.rule, "option", None
-    computed: dict[str, tuple[ClassMap, Volume | None]] = {}
+    computed: dict[str, tuple[ClassMap, Volume | None, Volume | None]] = {}
     if sweep:
         for number, case in enumerate(cases, start=1):
             computed[case.case_id] = compute(case)
             if progress:
                 progress("Heatmaps", number, len(cases))
-        pairs = [(m, t) for m, t in computed.values() if t is not None]
-        sweep_record = sweep_thresholds(pairs, sweep, keep_largest=settings.keep_largest, fill=settings.fill_holes)
+        scored = [(m, t, image) for m, t, image in computed.values() if t is not None]
+        sweep_record = sweep_thresholds([(m, t) for m, t, _ in scored], sweep, keep_largest=settings.keep_largest,
+                                        fill=settings.fill_holes, images=[image for _, _, image in scored] if settings.refine else None,
+                                        **refine)
         rule = next(r for r in sweep if str(r) == sweep_record["chosen"])
         chosen_by = "sweep"
         write_text_atomic(out / "sweep.json", _json({**sweep_record, "method": settings.method,
                                                      "cases": [c.case_id for c in cases]}))
     rows: list[dict[str, Any]] = []
     for number, case in enumerate(cases, start=1):
-        mapped, truth = computed.pop(case.case_id) if case.case_id in computed else compute(case)
-        mask, level = cut_mask(mapped, rule=rule, keep_largest=settings.keep_largest, fill=settings.fill_holes)
+        mapped, truth, image = computed.pop(case.case_id) if case.case_id in computed else compute(case)
+        mask, level = cut_mask(mapped, rule=rule, keep_largest=settings.keep_largest, fill=settings.fill_holes,
+                               image=image, seed=settings.seed, **refine)
         scores = overlap_scores(mask, truth) if truth is not None else None
         case_dir = out / case.case_id
         write_nifti(mapped.heatmap, case_dir / "heatmap.nii.gz", dtype=np.float32)

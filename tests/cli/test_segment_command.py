@@ -140,3 +140,19 @@ def test_bad_inputs_exit_4_with_one_line(cli, models, tmp_path: Path) -> None:
     wrong = cli("segment", models["gp"], image, "-o", tmp_path / "y", "--mask", other_grid)
     assert wrong.exit_code == 4 and "shifted_mask.nii.gz" in wrong.stderr
     assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def test_refine_redraws_the_margin_from_the_image(cli, models, tmp_path: Path) -> None:
+    image, truth = _oblique_lesion_case(tmp_path)
+    common = ("--mask", truth, "--target", "lesion", "--threshold", "fixed:0.5", "--json")
+    plain = cli("segment", models["gp"], image, "-o", tmp_path / "plain", *common)
+    refined = cli("segment", models["gp"], image, "-o", tmp_path / "refined", "--refine", "otsu", *common)
+    assert plain.exit_code == 0 and refined.exit_code == 0, plain.stderr + refined.stderr
+    record = json.loads((tmp_path / "refined" / "oblique_case" / "segmentation.json").read_text())
+    assert record["postprocess"]["refine"]["method"] == "otsu" and record["postprocess"]["refine"]["box"] is not None
+    mask = nib.load(str(tmp_path / "refined" / "oblique_case" / "mask.nii.gz"))
+    np.testing.assert_allclose(mask.affine, nib.load(str(image)).affine, atol=1e-5)
+    before, after = (json.loads(r.stdout)["median_dice"] for r in (plain, refined))
+    assert after > max(before, 0.7)
+    bad = cli("segment", models["gp"], image, "-o", tmp_path / "bad", "--refine", "watershed")
+    assert bad.exit_code == 4 and "watershed" in bad.stderr

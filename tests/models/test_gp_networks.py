@@ -1,6 +1,8 @@
 """GP networks: logits are the global maxima of their own class heatmaps, at the input's resolution."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -25,7 +27,12 @@ def test_logits_are_the_max_of_full_resolution_heatmaps(arch: str, size: tuple[i
         logits = network(x)
     assert maps.shape == (2, 3, *size)
     assert logits.shape == (2, 3)
-    assert torch.equal(logits, maps.amax(dim=(2, 3, 4)))
+    if network.sharpness is None:  # global max pooling (the paper's)
+        assert torch.equal(logits, maps.amax(dim=(2, 3, 4)))
+    else:  # log-sum-exp pooling: a smooth maximum of the same map, between its mean and its maximum
+        r, flat = network.sharpness, maps.flatten(2)
+        torch.testing.assert_close(logits, (torch.logsumexp(r * flat, dim=2) - math.log(flat.shape[2])) / r)
+        assert bool((logits <= flat.amax(dim=2) + 1e-6).all()) and bool((logits >= flat.mean(dim=2) - 1e-6).all())
     layer = get_architecture(arch).target_layer
     assert layer in dict(network.named_modules())
 
@@ -58,3 +65,25 @@ def test_channels_last_backbone_gives_the_same_maps_and_gradients() -> None:
     fresh.load_state_dict(network.state_dict())
     fresh_conv = next(m for m in fresh.modules() if isinstance(m, torch.nn.Conv3d))
     assert fresh_conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_log_sum_exp_pooling_tends_to_max_pooling_and_spreads_the_gradient() -> None:
+    from medxai.models.weakseg.base import GlobalMaxPoolingNetwork
+
+    maps = torch.zeros(1, 1, 8, 8, 8)
+    maps[0, 0, 2:4, 2:4, 2:4] = 5.0
+    maps[0, 0, 6, 6, 6] = 6.0
+    sharp = GlobalMaxPoolingNetwork(torch.nn.Identity(), divisor=1, sharpness=200.0)
+    assert float(sharp.pool(maps)) == pytest.approx(6.0, abs=0.05)
+    soft = GlobalMaxPoolingNetwork(torch.nn.Identity(), divisor=1, sharpness=1.0)
+    plain = GlobalMaxPoolingNetwork(torch.nn.Identity(), divisor=1)
+    grads = []
+    for network in (soft, plain):
+        leaf = maps.clone().requires_grad_(True)
+        network.pool(leaf).sum().backward()
+        grads.append(leaf.grad[0, 0])
+    # max pooling: only the single peak voxel learns; log-sum-exp: the 8-voxel region too, in proportion to exp(m)
+    assert int((grads[1] > 0).sum()) == 1
+    assert float(grads[0][2:4, 2:4, 2:4].sum()) > float(grads[0][6, 6, 6])
+    with pytest.raises(ValueError):
+        GlobalMaxPoolingNetwork(torch.nn.Identity(), divisor=1, sharpness=0.0)

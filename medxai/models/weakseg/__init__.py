@@ -33,7 +33,7 @@ def _build_gp_reconresnet(*, in_channels: int, num_classes: int, spatial_size: t
 
 
 # target_layer: the features just before the 1x1 class convolution (for Grad-CAM style comparisons).
-register_architecture("gp-unet", _build_gp_unet, task="weakseg", target_layer="backbone.up.1")
+register_architecture("gp-unet", _build_gp_unet, task="weakseg", target_layer="backbone.up.0")
 register_architecture("gp-shuffleunet", _build_gp_shuffleunet, task="weakseg", target_layer="backbone.up.2")
 register_architecture("gp-reconresnet", _build_gp_reconresnet, task="weakseg", target_layer="backbone.9")
 
