@@ -25,7 +25,7 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], notes: list[str
     """Header (versions, hardware, load), one table of timed rows, one of memory rows, then the notes."""
     lines = [f"# medxai benchmarks {header['date']} on {header['host']} ({'quick' if header['quick'] else 'full'})", "",
              f"- device: {header['device']}; CPU: {header['cpu_model']} ({header['cores']} cores), RAM {header['ram_gib']:.1f} GiB",
-             f"- versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()),
+             "- versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()),
              f"- 1-minute load average at start: {header['load_average_start']}, at end: {header.get('load_average_end')}", ""]
     lines += [f"> {note}" for note in notes] + [""]
     lines += ["| name | size | median s | spread s | n | passes | floor s | x floor | peer | peer s | x peer | load before/after |",

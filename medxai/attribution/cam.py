@@ -13,11 +13,17 @@ import torch
 from captum.attr import LayerAttribution
 from torch import nn
 
+from medxai.attribution.derived import derived_network
 from medxai.errors import ConfigError
 
 
 def without_inplace(network: nn.Module) -> nn.Module:
-    """A deep copy with every ``inplace`` switch off, so a captured activation is never overwritten."""
+    """A deep copy with every ``inplace`` switch off, so a captured activation is never overwritten
+    (built once per network while its weights are unchanged)."""
+    return derived_network(network, "without-inplace", _copy_without_inplace)
+
+
+def _copy_without_inplace(network: nn.Module) -> nn.Module:
     duplicate = copy.deepcopy(network)
     for module in duplicate.modules():
         if getattr(module, "inplace", False) is True:

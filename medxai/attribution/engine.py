@@ -220,7 +220,9 @@ def explain_case(
     for name in CAM_METHODS & set(methods):
         if layer and "layer" not in options.get(name, {}):
             options.setdefault(name, {})["layer"] = f"network.{layer}" if explained is not network else layer
-    goal = parse_target(target, model.classes, region=target_region)
+    # Resolved once for every method (one clean pass in all, the prediction's own when it is the output explained).
+    goal = parse_target(target, model.classes, region=target_region).resolve(
+        explained, inputs, output=output if explained is network else None)
     resolved_batch = auto_batch_size(explained, inputs) if batch_size == "auto" else int(batch_size)
     execution = Execution(device=str(torch_device), batch_size=resolved_batch, seed=seed, spacing_mm=spacing)  # type: ignore[arg-type]
 

@@ -20,6 +20,7 @@ from captum.attr._utils.lrp_rules import EpsilonRule
 from torch import nn
 
 from medxai.attribution.base import AttributionMethod, Execution
+from medxai.attribution.derived import derived_network
 from medxai.attribution.lrp_surgery import Concatenation, GatedProduct, RelevancePassThrough, lrp_network
 from medxai.attribution.targets import BoundTarget, ClassLogit, ContrastLogit, RegionLogit
 
@@ -58,13 +59,10 @@ class LrpMethod(AttributionMethod):
         super().__init__(network, execution=execution)
         self.params = {"rule": "epsilon", "epsilon": epsilon, "batch_norm": "folded into the preceding convolution",
                        "residual_additions": "split (Addition_Module)", "gates": "held constant"}
-        self._prepared: dict[tuple[int, ...], nn.Module] = {}
 
     def _attribute(self, model: BoundTarget, inputs: torch.Tensor) -> torch.Tensor:
-        shape = tuple(inputs.shape)
-        if shape not in self._prepared:
-            self._prepared[shape] = lrp_network(model.network, inputs)
-        relevance_model = model.with_network(self._prepared[shape])
+        prepared = derived_network(model.network, ("lrp", tuple(inputs.shape)), lambda network: lrp_network(network, inputs))
+        relevance_model = model.with_network(prepared)
         # Captum deletes the rules after every call, so they are attached right before each one.
         self.diagnostics["default_rule_layers"] = attach_rules(relevance_model, epsilon=self.params["epsilon"])
         heatmap, delta = LRP(relevance_model).attribute(inputs, target=0, return_convergence_delta=True)

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 from torch import nn
 
+from medxai.attribution.derived import derived_network
+
 SURGERY_ATTRIBUTE = "_medxai_surgery"
 
 # Functional activations turned into modules (hook-based rules only see modules).
@@ -97,12 +99,17 @@ def _modularise_activations(graph_module: fx.GraphModule) -> int:
 
 
 def make_explainable(network: nn.Module) -> nn.Module:
-    """A deep copy of ``network`` in eval mode on which hook-based attribution rules work.
+    """A deep copy of ``network`` in eval mode on which hook-based attribution rules work, built once
+    per network while its weights are unchanged (:func:`derived_network`).
 
     Idempotent: a network already returned by this function is returned as is.
     """
     if surgery_applied(network):
         return network
+    return derived_network(network, "explainable", _explainable_copy)
+
+
+def _explainable_copy(network: nn.Module) -> nn.Module:
     duplicate = copy.deepcopy(network).eval()
     _switch_off_inplace(duplicate)
     try:

@@ -13,6 +13,8 @@ method (layer methods included) works for every target and Captum is always call
 
 A target is resolved once on the clean input (:meth:`Target.bind`): the predicted class and the
 predicted mask are fixed then, so perturbed or noisy copies are scored for the same question.
+:meth:`Target.resolve` does that once for all the methods run on one case (:class:`ResolvedTarget`
+binds without another forward pass), reusing the clean output the caller already has.
 """
 from __future__ import annotations
 
@@ -81,7 +83,10 @@ class RegionLogit(nn.Module):
         return (output[:, self.index] * self.region).flatten(1).sum(1, keepdim=True)
 
 
-def _clean_output(network: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+def _clean_output(network: nn.Module, inputs: torch.Tensor, output: torch.Tensor | None) -> torch.Tensor:
+    """``output`` when the caller already ran the clean forward pass, else that pass."""
+    if output is not None:
+        return output.detach().float()
     with torch.no_grad():
         return network(inputs).float()
 
@@ -120,8 +125,25 @@ class Target(ABC):
     """A question asked of the model; :meth:`bind` resolves it on the clean input."""
 
     @abstractmethod
-    def bind(self, network: nn.Module, inputs: torch.Tensor) -> BoundTarget:
-        """The network reduced to this target's scalar, resolved on ``inputs`` ``(1, C, X, Y, Z)``."""
+    def bind(self, network: nn.Module, inputs: torch.Tensor, *, output: torch.Tensor | None = None) -> BoundTarget:
+        """The network reduced to this target's scalar, resolved on ``inputs`` ``(1, C, X, Y, Z)``
+        (``output``: ``network(inputs)`` when the caller has it, saving that forward pass)."""
+
+    def resolve(self, network: nn.Module, inputs: torch.Tensor, *, output: torch.Tensor | None = None) -> "ResolvedTarget":
+        """This target resolved once on ``inputs``, to share between the methods run on one case."""
+        bound = self.bind(network, inputs, output=output)
+        return ResolvedTarget(bound.reduction, dict(bound.description))
+
+
+@dataclass(frozen=True, eq=False)
+class ResolvedTarget(Target):
+    """A target already resolved on the clean input: the same reduction for any network, no forward pass."""
+
+    reduction: nn.Module
+    description: dict[str, Any]
+
+    def bind(self, network: nn.Module, inputs: torch.Tensor, *, output: torch.Tensor | None = None) -> BoundTarget:
+        return BoundTarget(network, self.reduction, description=self.description)
 
 
 @dataclass(frozen=True)
@@ -131,12 +153,12 @@ class PredictedClass(Target):
 
     region: torch.Tensor | None = None
 
-    def bind(self, network: nn.Module, inputs: torch.Tensor) -> BoundTarget:
-        output = _clean_output(network, inputs)
+    def bind(self, network: nn.Module, inputs: torch.Tensor, *, output: torch.Tensor | None = None) -> BoundTarget:
+        output = _clean_output(network, inputs, output)
         if output_kind(output, inputs) == "classification":
             index = int(output[0].argmax())
             return BoundTarget(network, ClassLogit(index), description={"kind": "predicted", "class_index": index})
-        return ClassTarget(_segmentation_class(output), region=self.region).bind(network, inputs)
+        return ClassTarget(_segmentation_class(output), region=self.region).bind(network, inputs, output=output)
 
 
 @dataclass(frozen=True)
@@ -147,8 +169,8 @@ class ClassTarget(Target):
     index: int
     region: torch.Tensor | None = None
 
-    def bind(self, network: nn.Module, inputs: torch.Tensor) -> BoundTarget:
-        output = _clean_output(network, inputs)
+    def bind(self, network: nn.Module, inputs: torch.Tensor, *, output: torch.Tensor | None = None) -> BoundTarget:
+        output = _clean_output(network, inputs, output)
         index = _check_index(self.index, output.shape[1])
         if output_kind(output, inputs) == "classification":
             return BoundTarget(network, ClassLogit(index), description={"kind": "class", "class_index": index})
@@ -177,8 +199,8 @@ class ContrastTarget(Target):
     first: int
     second: int
 
-    def bind(self, network: nn.Module, inputs: torch.Tensor) -> BoundTarget:
-        output = _clean_output(network, inputs)
+    def bind(self, network: nn.Module, inputs: torch.Tensor, *, output: torch.Tensor | None = None) -> BoundTarget:
+        output = _clean_output(network, inputs, output)
         if output_kind(output, inputs) != "classification":
             raise ConfigError("a contrast between two classes needs a classification model")
         first, second = (_check_index(i, output.shape[1]) for i in (self.first, self.second))

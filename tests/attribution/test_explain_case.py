@@ -14,35 +14,14 @@ from medxai.attribution.engine import explain_case
 from medxai.attribution.provenance import HASHED_FILE, HASHED_VOXELS, input_sha256, volume_sha256
 from medxai.attribution.registry import METHODS
 from medxai.attribution.writer import write_case
-from medxai.io.nifti import write_nifti
 from medxai.io.readers import read_volume
-from medxai.models.model_dir import LoadedModel, load_model, save_model_dir
+from medxai.models.model_dir import LoadedModel
 from medxai.models.preprocessing import Preprocessor, PreprocessingConfig
 from medxai.models.registry import build_network
-from medxai.synthetic import default_grid, make_spec, render
 from medxai.testing.attribution_nets import FAST_OPTIONS
 from medxai.volume import Volume
 
 CLASSES = ["normal", "lesion"]
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> LoadedModel:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    network = build_network("tiny", in_channels=1, num_classes=2, spatial_size=(32, 32, 32))
-    save_model_dir(folder, network=network, arch="tiny", classes=CLASSES, task="classification",
-                   preprocessing=PreprocessingConfig(spatial_size=(32, 32, 32)), training={}, metrics={})
-    return load_model(folder)
-
-
-@pytest.fixture(scope="module")
-def oblique_scan(tmp_path_factory) -> tuple[Path, np.ndarray, tuple[int, int, int]]:
-    spec = make_spec(seed=4, task="presence", label="lesion", size=32)
-    affine, shape = default_grid(spec, size=32, kind="oblique")
-    path = tmp_path_factory.mktemp("scan") / "oblique case.nii.gz"
-    write_nifti(render(spec, affine=affine, shape=shape).image, path)
-    return path, affine, shape
 
 
 def test_a_scan_given_already_read_is_explained_as_its_file_and_hashed_by_voxels_and_affine(model, oblique_scan):
