@@ -38,12 +38,11 @@ def occlusion_windows(shape: tuple[int, ...], window: tuple[int, ...], stride: t
 def passes(name: str, params: dict[str, Any], diagnostics: dict[str, Any], shape: tuple[int, ...]) -> dict[str, int]:
     """Forward-only and forward+backward sample passes a method needs (the target's clean pass is the case's)."""
     if name == "integrated_gradients":
-        # change F(x)-F(0): 2; Captum's completeness delta: 2; every step count tried (doubling) is a full run.
+        # F(x) and F(0) once (the completeness gap); every step count tried (doubling) is a full run.
         used, steps, total = diagnostics["n_steps_used"], params["n_steps"], 0
         while steps <= used:
             total, steps = total + steps, steps * 2
-        runs = int(math.log2(used // params["n_steps"])) + 1
-        return {"forward": 2 + 2 * runs, "backward": total}
+        return {"forward": 2, "backward": total}
     if name == "smoothgrad":
         return {"forward": 0, "backward": params["n_samples"]}
     if name == "smooth_gradcampp":

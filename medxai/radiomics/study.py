@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ from medxai.radiomics.extract import LEADING_COLUMNS
 CLASSIFIERS = ("rf", "lr", "knn")
 _POSITIVE_NAMES = ("malignant", "lesion", "positive", "1", "true", "yes", "abnormal")
 _TOP = 10
+_KNN_NEIGHBOURS = 5
 ProgressCallback = Callable[[str, int, int], None]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,11 @@ def read_labels(path: str | Path, *, positive: str | None = None) -> tuple[dict[
     return {case: int(label == positive) for case, label in labels.items()}, positive, negative
 
 
-def make_pipeline(classifier: str, *, k_best: int, seed: int):  # type: ignore[no-untyped-def]
-    """Imputation -> constant removal -> scaling -> SelectKBest(ANOVA F) -> classifier, all fitted per fold."""
+def make_pipeline(classifier: str, *, k_best: int, seed: int, neighbours: int = _KNN_NEIGHBOURS):  # type: ignore[no-untyped-def]
+    """Imputation -> constant removal -> scaling -> SelectKBest(ANOVA F) -> classifier, all fitted per fold.
+
+    ``neighbours`` is k-NN's k; it must not exceed the number of training cases of a fold.
+    """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.feature_selection import SelectKBest, VarianceThreshold, f_classif
     from sklearn.impute import SimpleImputer
@@ -110,7 +116,7 @@ def make_pipeline(classifier: str, *, k_best: int, seed: int):  # type: ignore[n
     models = {
         "rf": lambda: RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1),
         "lr": lambda: LogisticRegression(max_iter=5000),
-        "knn": lambda: KNeighborsClassifier(n_neighbors=5),
+        "knn": lambda: KNeighborsClassifier(n_neighbors=neighbours),
     }
     if classifier not in models:
         raise ConfigError(f"unknown classifier {classifier!r} (choose from {', '.join(CLASSIFIERS)})")
@@ -158,11 +164,14 @@ def evaluate_setting(setting: Setting, labels: dict[str, int], *, classifiers: S
     k = min(k_best, x.shape[1])
     splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     splits = list(splitter.split(x, y))
+    smallest_train = min(len(train) for train, _ in splits)
+    # k-NN cannot ask for more neighbours than a training fold has cases (small cohorts, many folds).
+    neighbours = min(_KNN_NEIGHBOURS, smallest_train)
     rows, chosen, scores = [], Counter(), defaultdict(list)
     for name in classifiers:
         aucs = []
         for train, test in splits:
-            pipeline = make_pipeline(name, k_best=k, seed=seed).fit(x[train], y[train])
+            pipeline = make_pipeline(name, k_best=k, seed=seed, neighbours=neighbours).fit(x[train], y[train])
             aucs.append(roc_auc_score(y[test], pipeline.predict_proba(x[test])[:, 1]))
             if name == classifiers[0]:  # selection does not depend on the classifier: count it once
                 selected, f_scores = _selected_names(pipeline, setting.features)
@@ -174,6 +183,7 @@ def evaluate_setting(setting: Setting, labels: dict[str, int], *, classifiers: S
             "region": setting.region, "distance_mm": setting.distance_mm, "classifier": name,
             "auc": float(np.mean(aucs)), "ci_low": low, "ci_high": high, "auc_sd": float(np.std(aucs, ddof=1)),
             "n_folds": len(aucs), "n_cases": int(y.size), "n_features": int(x.shape[1]),
+            "min_train_cases": smallest_train,
         })
     top = [
         {"region": setting.region, "distance_mm": setting.distance_mm, "rank": rank, "feature": feature,
@@ -258,6 +268,10 @@ def run_study(
         top_rows += top
         if progress:
             progress("study", index + 1, len(settings))
+    smallest = min(int(r["min_train_cases"]) for r in auc_rows)  # type: ignore[call-overload]
+    if "knn" in classifiers and smallest < _KNN_NEIGHBOURS:
+        logger.warning("k-NN uses fewer than %d neighbours where training folds hold fewer cases (as few as %d)",
+                       _KNN_NEIGHBOURS, smallest)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(auc_rows, out / "auc.csv")
