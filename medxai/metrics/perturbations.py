@@ -33,9 +33,10 @@ def sample_generator(seed: int, example: int, sample: int) -> torch.Generator:
 
 
 class Perturbation(Protocol):
-    """Perturbs one example (C, X, Y, Z) with the given generator."""
+    """Perturbs one example (C, X, Y, Z) with the given generator; ``intensity_range`` is the example's
+    :func:`robust_range` when the caller already has it (computed here otherwise)."""
 
-    def perturb(self, example: Tensor, *, generator: torch.Generator) -> Tensor: ...
+    def perturb(self, example: Tensor, *, generator: torch.Generator, intensity_range: float | None = None) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,8 @@ class GaussianNoise:
         if not self.std_fraction > 0:
             raise ConfigError(f"noise std fraction must be > 0, got {self.std_fraction}")
 
-    def perturb(self, example: Tensor, *, generator: torch.Generator) -> Tensor:
-        std = self.std_fraction * robust_range(example)
+    def perturb(self, example: Tensor, *, generator: torch.Generator, intensity_range: float | None = None) -> Tensor:
+        std = self.std_fraction * (robust_range(example) if intensity_range is None else intensity_range)
         noise = torch.randn(example.shape, generator=generator, dtype=torch.float32)
         return example + (std * noise).to(example.device, example.dtype)
 
@@ -65,8 +66,8 @@ class UniformNoise:
         if not self.radius_fraction > 0:
             raise ConfigError(f"noise radius fraction must be > 0, got {self.radius_fraction}")
 
-    def perturb(self, example: Tensor, *, generator: torch.Generator) -> Tensor:
-        radius = self.radius_fraction * robust_range(example)
+    def perturb(self, example: Tensor, *, generator: torch.Generator, intensity_range: float | None = None) -> Tensor:
+        radius = self.radius_fraction * (robust_range(example) if intensity_range is None else intensity_range)
         noise = torch.rand(example.shape, generator=generator, dtype=torch.float32) * 2.0 - 1.0
         return example + (radius * noise).to(example.device, example.dtype)
 
@@ -99,7 +100,7 @@ class BlockPerturbation:
             raise ConfigError(f"block fill must be 'baseline' or 'noise', got {self.fill!r}")
         block_voxels(self.block_mm, self.spacing, (1, 1, 1))
 
-    def perturb(self, example: Tensor, *, generator: torch.Generator) -> Tensor:
+    def perturb(self, example: Tensor, *, generator: torch.Generator, intensity_range: float | None = None) -> Tensor:
         shape = tuple(int(n) for n in example.shape[1:])
         edge = block_voxels(self.block_mm, self.spacing, shape)  # type: ignore[arg-type]
         region = torch.zeros(shape, dtype=torch.bool)
@@ -110,7 +111,7 @@ class BlockPerturbation:
         if self.fill == "baseline":
             replacement = torch.full_like(example, self.baseline)
         else:
-            std = self.noise_fraction * robust_range(example)
+            std = self.noise_fraction * (robust_range(example) if intensity_range is None else intensity_range)
             noise = torch.randn(example.shape, generator=generator, dtype=torch.float32)
             replacement = example + (std * noise).to(example.device, example.dtype)
         return torch.where(region, replacement, example)
@@ -121,7 +122,8 @@ class SeededStream:
 
     Captum repeats every input example ``k`` times (``repeat_interleave``) and calls the function once per
     slice of samples; the stream counts the samples already drawn so each row gets the generator of its own
-    (example, sample) pair.
+    (example, sample) pair. Every row of one example is a copy of the same input, so its robust intensity
+    range is computed once per example (a percentile over the whole volume, not free at 128^3).
     """
 
     def __init__(self, perturbation: Perturbation, *, batch_size: int, seed: int) -> None:
@@ -129,6 +131,7 @@ class SeededStream:
         self.batch_size = batch_size
         self.seed = seed
         self.drawn = 0
+        self._ranges: dict[int, float] = {}
 
     def __call__(self, inputs: Tensor) -> Tensor:
         rows = inputs.shape[0]
@@ -139,7 +142,9 @@ class SeededStream:
         for row in range(rows):
             example, sample = divmod(row, per_example)
             generator = sample_generator(self.seed, example, self.drawn + sample)
-            out[row] = self.perturbation.perturb(inputs[row], generator=generator)
+            if example not in self._ranges:
+                self._ranges[example] = robust_range(inputs[row])
+            out[row] = self.perturbation.perturb(inputs[row], generator=generator, intensity_range=self._ranges[example])
         self.drawn += per_example
         return out
 

@@ -147,3 +147,21 @@ def test_bounded_batch_size_respects_the_memory_budget():
     forward_only = bounded_batch_size(net, x, n_samples=10**6, backward=False, memory_bytes=10**9)
     with_backward = bounded_batch_size(net, x, n_samples=10**6, backward=True, memory_bytes=10**9)
     assert forward_only > with_backward > 1
+
+
+def test_the_stream_computes_each_examples_intensity_range_once(monkeypatch):
+    """Captum hands the stream copies of the same examples; the percentile runs once per example, and
+    the perturbed rows are those of a per-row computation."""
+    from medxai.metrics import perturbations
+
+    x = _inputs(2)
+    rows = x.repeat_interleave(3, dim=0)
+    expected = torch.stack([GaussianNoise(0.1).perturb(rows[r], generator=sample_generator(4, *divmod(r, 3)))
+                            for r in range(rows.shape[0])])  # each row on its own, range computed per row
+    calls = []
+    real = perturbations.robust_range
+    monkeypatch.setattr(perturbations, "robust_range", lambda volume, **kw: calls.append(1) or real(volume, **kw))
+    stream = perturbations.as_captum_perturb_func(GaussianNoise(0.1), batch_size=2, seed=4)
+    first = stream(rows)
+    stream(rows)  # a second slice of samples: the ranges are known already
+    assert len(calls) == 2 and torch.equal(first, expected)
