@@ -2,12 +2,16 @@
 
 Cases run in worker processes (``concurrent.futures.ProcessPoolExecutor``); each finished case is written
 atomically as a part CSV in a work folder, named with a fingerprint of the case and the settings, so a
-rerun with the same settings skips finished cases and a rerun with other settings recomputes them. A
-failing case is reported and the others go on (the batch then ends with ``BatchIncompleteError``).
+rerun with the same settings skips finished cases and a rerun with other settings (or another medxai or
+PyRadiomics version, or a changed input file) recomputes them. A failing case is reported and the others
+go on (the batch then ends with ``BatchIncompleteError``). An interrupted batch (Ctrl-C) starts no
+further case; the cases in flight end (finished, or interrupted themselves when the signal reached the
+workers too) and a rerun resumes from the finished parts.
 """
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -18,7 +22,7 @@ from typing import Callable, Sequence
 
 from medxai.errors import BatchIncompleteError, MedxaiError
 from medxai.io.atomic import atomic_path
-from medxai.radiomics.cases import CaseSpec, ExtractionOptions, case_regions
+from medxai.radiomics.cases import CaseSpec, ExtractionOptions, case_regions, saved_masks_complete
 from medxai.radiomics.extract import LEADING_COLUMNS, extract_features
 from medxai.radiomics.params import load_extractor, params_path
 
@@ -44,11 +48,26 @@ def _file_stamp(path: Path | None) -> list[int] | None:
     return [status.st_size, status.st_mtime_ns]
 
 
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
+    """The software that computed a part: another medxai or PyRadiomics version recomputes the case."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("medxai", "pyradiomics"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "unknown"
+    return found
+
+
 def _fingerprint(case: CaseSpec, options: ExtractionOptions) -> str:
     settings = asdict(replace(options, save_masks=None))
     settings["params_text"] = params_path(options.params).read_text(encoding="utf-8")
     files = {name: _file_stamp(getattr(case, name)) for name in ("image", "mask", "tissue_mask")}
-    payload = json.dumps({"case": asdict(case), "files": files, "options": settings}, sort_keys=True, default=str)
+    payload = json.dumps({"case": asdict(case), "files": files, "options": settings, "versions": _versions()},
+                         sort_keys=True, default=str)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
@@ -116,8 +135,11 @@ def run_extraction(
     work = Path(work_dir) if work_dir is not None else output.with_name(output.name + ".parts")
     parts = {case.case_id: work / f"{case.case_id}.{_fingerprint(case, options)}.csv" for case in cases}
     summary = ExtractionSummary(output=output)
-    pending = [case for case in cases if not parts[case.case_id].is_file()]
-    summary.reused = [case.case_id for case in cases if parts[case.case_id].is_file()]
+    # A finished part is reused unless masks are asked for and some are missing (e.g. a first run without them).
+    reusable = {case.case_id for case in cases
+                if parts[case.case_id].is_file() and saved_masks_complete(case.case_id, options)}
+    pending = [case for case in cases if case.case_id not in reusable]
+    summary.reused = [case.case_id for case in cases if case.case_id in reusable]
     done = len(summary.reused)
     if progress:
         progress("radiomics", done, len(cases))
@@ -126,7 +148,9 @@ def run_extraction(
         summary.computed.append(pending[0].case_id)
     elif pending:
         context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
-        with ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=context) as pool:
+        pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=context)
+        finished_all = False
+        try:
             futures = {pool.submit(_run_case, case, options, parts[case.case_id]): case.case_id for case in pending}
             for future in as_completed(futures):
                 case_id = futures[future]
@@ -138,6 +162,11 @@ def run_extraction(
                 done += 1
                 if progress:
                     progress("radiomics", done, len(cases))
+            finished_all = True
+        finally:
+            # Interrupted (Ctrl-C) or an unexpected error: cancel the cases not started; finished parts
+            # stay in the work folder, so a rerun resumes from there.
+            pool.shutdown(wait=True, cancel_futures=not finished_all)
     finished = [parts[case.case_id] for case in cases if case.case_id not in summary.failed]
     summary.rows = _merge(finished, output)
     if summary.failed:

@@ -5,6 +5,7 @@ from one voxel to another) and carries the point the lesion is anchored at (the 
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -13,6 +14,8 @@ import numpy as np
 
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.volume import Volume
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,16 +50,27 @@ def parse_numbers(text: str | Sequence[float], *, count: int, what: str) -> tupl
     return values
 
 
-def _clipped(lo: np.ndarray, hi: np.ndarray, shape: Sequence[int], anchor: np.ndarray, what: str) -> Box:
+def _clipped(lo: np.ndarray, hi: np.ndarray, shape: Sequence[int], anchor: np.ndarray, what: str, *, warn: bool = True) -> Box:
+    """The box clipped to the image; refused when it misses the image or its anchor lies outside it."""
     lo_c = np.maximum(lo, 0)
     hi_c = np.minimum(hi, np.asarray(shape) - 1)
     if np.any(hi_c < lo_c):
         raise InvalidInputError(f"{what} lies outside the image (shape {tuple(shape)})")
+    # The lesion is the component at the anchor: an anchor off the image would pick whatever is nearest.
+    if np.any(np.asarray(anchor) < -0.5) or np.any(np.asarray(anchor) > np.asarray(shape) - 0.5):
+        point = "seed point" if what.startswith("seed") else "centre"
+        where = tuple(round(float(v), 1) for v in anchor)
+        raise InvalidInputError(f"{what}: its {point} (voxel {where}) lies outside the image (shape {tuple(shape)})")
+    if warn and (np.any(lo_c != lo) or np.any(hi_c != hi)):
+        logger.warning("%s %s-%s reaches beyond the image (shape %s): clipped to %s-%s", what,
+                       tuple(int(v) for v in lo), tuple(int(v) for v in hi), tuple(shape),
+                       tuple(int(v) for v in lo_c), tuple(int(v) for v in hi_c))
     return Box(tuple(int(v) for v in lo_c), tuple(int(v) for v in hi_c), tuple(float(v) for v in anchor))  # type: ignore[arg-type]
 
 
 def box_from_voxels(values: str | Sequence[float], image: Volume) -> Box:
-    """``i0,j0,k0,i1,j1,k1`` voxel corners (inclusive, any order), clipped to the image."""
+    """``i0,j0,k0,i1,j1,k1`` voxel corners (inclusive, any order), clipped to the image (with a warning);
+    refused when the box misses the image or its centre lies outside it."""
     corners = np.asarray(parse_numbers(values, count=6, what="bbox (i0,j0,k0,i1,j1,k1)")).reshape(2, 3)
     if np.any(corners != np.round(corners)):
         raise ConfigError(f"bbox voxel corners must be integers, got {values!r}")
@@ -86,4 +100,4 @@ def box_from_seed(seed_mm: str | Sequence[float], radius_mm: float, image: Volum
     half = radius_mm / np.asarray(image.spacing)
     lo = np.floor(centre - half + 0.5).astype(int)
     hi = np.floor(centre + half + 0.5).astype(int)
-    return _clipped(lo, hi, image.shape, centre, "seed point + radius")
+    return _clipped(lo, hi, image.shape, centre, "seed point + radius", warn=False)  # a ball may pass the edge

@@ -64,10 +64,24 @@ class ExtractionOptions:
             raise ConfigError(f"unknown tissue {self.tissue!r} (choose from {', '.join(TISSUES)})")
 
 
+_LABEL_MAPS = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _mask_label(mask: Path, label: str | None) -> int | str | None:
+    """A label map's label is an integer value; a DICOM RTSTRUCT/SEG's may also be an ROI/segment name."""
+    if label is None or not mask.name.lower().endswith(_LABEL_MAPS):
+        return label
+    try:
+        return int(label)
+    except ValueError:
+        raise InvalidInputError(
+            f"mask label {label!r} is not an integer label value (names only select RTSTRUCT/SEG ROIs)", path=mask) from None
+
+
 def lesion_mask(case: CaseSpec, image: Volume, options: ExtractionOptions) -> Volume:
     """The case's lesion on the image grid: the given mask, or a segmentation inside its box."""
     if case.mask is not None:
-        return read_mask(case.mask, image, label=case.mask_label)
+        return read_mask(case.mask, image, label=_mask_label(case.mask, case.mask_label))
     if case.bbox is not None:
         box = box_from_voxels(case.bbox, image)
     elif case.bbox_mm is not None:
@@ -76,6 +90,23 @@ def lesion_mask(case: CaseSpec, image: Volume, options: ExtractionOptions) -> Vo
         assert case.seed_mm is not None and case.radius_mm is not None
         box = box_from_seed(case.seed_mm, case.radius_mm, image)
     return segment_in_box(image, box, method=options.segmenter, seed=options.seed)
+
+
+def region_keys(options: ExtractionOptions) -> list[str]:
+    """The ``<region>_<d>mm`` names every case's regions get, as :func:`peritumoral_regions` builds them."""
+    keys = []
+    for d in options.distances_mm:
+        names = ("lesion",) if d == 0 else ("shell", "expanded") + (("box",) if options.box_dilation else ())
+        keys += [f"{name}_{float(d):g}mm" for name in names]
+    return keys
+
+
+def saved_masks_complete(case_id: str, options: ExtractionOptions) -> bool:
+    """Whether ``save_masks/<case_id>/`` holds every region's mask (always true without ``save_masks``)."""
+    if options.save_masks is None:
+        return True
+    folder = Path(options.save_masks) / case_id
+    return all((folder / f"{key}.nii.gz").is_file() for key in region_keys(options))
 
 
 def save_regions(image: Volume, regions: list[Region], folder: Path) -> None:

@@ -4,8 +4,9 @@ As in Tushar et al. (2024), "Peritumoral Expansion Radiomics for Improved Lung C
 the voxels of a box drawn around a nodule are split into two intensity classes. Methods: Otsu's
 threshold (Otsu 1979, scikit-image), fuzzy c-means (Bezdek 1981, scikit-fuzzy), a two-component
 Gaussian mixture and k-means (scikit-learn), and a k-nearest-neighbour classifier trained on the box
-border (background) against the box core (lesion). The lesion class is the one that fills most of the
-box core (so bright and dark lesions both work); a morphological opening and hole filling clean it,
+border (background) against the box core (lesion). The lesion class is the one more frequent in the box
+core than on the box border (so bright and dark lesions both work, and small lesions in loose boxes);
+a morphological opening and hole filling clean it,
 and the connected component at the anchor (box centre or seed), or the one nearest to it, is kept.
 """
 from __future__ import annotations
@@ -112,6 +113,23 @@ def _knn(roi: np.ndarray, spacing: np.ndarray, anchor: np.ndarray, seed: int) ->
     return model.predict(features).reshape(roi.shape).astype(bool)
 
 
+def _bright_is_lesion(bright: np.ndarray, anchor: np.ndarray) -> bool:
+    """Whether the brighter class is the lesion: the class more frequent in the box core than on its border.
+
+    Comparing core with border (not "the class filling most of the core") keeps a small lesion in a loose
+    box: a 6 mm nodule in a box with a 5 mm margin fills only a third of the core, yet the border holds none
+    of it. A tie (no border, or equal shares) falls back to the class filling most of the core.
+    """
+    core = _core(bright.shape, anchor)
+    border = _border(bright.shape) & ~core
+    in_core = float(np.count_nonzero(bright & core)) / max(np.count_nonzero(core), 1)
+    if border.any():
+        on_border = float(np.count_nonzero(bright & border)) / np.count_nonzero(border)
+        if in_core != on_border:
+            return in_core > on_border
+    return in_core >= 0.5
+
+
 CLUSTERING = tuple(_CLUSTERERS)  # the segmenters that split a box into two intensity classes
 
 
@@ -169,8 +187,7 @@ def segment_in_box(image: Volume, box: Box, *, method: str = "otsu", seed: int =
         lesion = _knn(roi, spacing, anchor, seed)
     else:
         bright = _CLUSTERERS[method](roi, seed)
-        core = _core(roi.shape, anchor)
-        lesion = bright if np.count_nonzero(bright & core) * 2 >= np.count_nonzero(core) else ~bright
+        lesion = bright if _bright_is_lesion(bright, anchor) else ~bright
     lesion = clean_mask(lesion, anchor=anchor, spacing=spacing)
     if not lesion.any():
         raise InvalidInputError(f"the {method} segmenter found no lesion inside box {box.lo}-{box.hi}")

@@ -100,6 +100,16 @@ def read_labels(path: str | Path, *, positive: str | None = None) -> tuple[dict[
     return {case: int(label == positive) for case, label in labels.items()}, positive, negative
 
 
+def _any_feature_varies(setting: Setting, labels: dict[str, int]) -> bool:
+    """Whether some feature takes two different values over the labelled cases (labels themselves unused)."""
+    rows = [i for i, case in enumerate(setting.cases) if case in labels]
+    for column in setting.matrix[rows].T:
+        finite = column[np.isfinite(column)]
+        if finite.size and np.ptp(finite) > 0:
+            return True
+    return False
+
+
 def make_pipeline(classifier: str, *, k_best: int, seed: int, neighbours: int = _KNN_NEIGHBOURS):  # type: ignore[no-untyped-def]
     """Imputation -> constant removal -> scaling -> SelectKBest(ANOVA F) -> classifier, all fitted per fold.
 
@@ -260,6 +270,13 @@ def run_study(
     cases = sorted(set().union(*(s.cases for s in settings)) & set(labels))
     if not cases:
         raise InvalidInputError("no case of the features table has a label", path=labels_csv)
+    skipped = [f"{s.region} {s.distance_mm:g} mm" for s in settings if not _any_feature_varies(s, labels)]
+    if skipped:
+        logger.warning("skipped %d setting(s) in which no feature varies across the labelled cases (e.g. a shell "
+                       "empty in every case): %s", len(skipped), ", ".join(skipped))
+    settings = [s for s in settings if _any_feature_varies(s, labels)]
+    if not settings:
+        raise InvalidInputError("no region x distance has a feature that varies across the labelled cases", path=features_csv)
     auc_rows: list[dict[str, object]] = []
     top_rows: list[dict[str, object]] = []
     for index, setting in enumerate(settings):
@@ -284,7 +301,7 @@ def run_study(
         "classes": {positive_name: counts[1], negative_name: counts[0]}, "positive": positive_name,
         "classifiers": list(classifiers), "folds": folds, "repeats": repeats, "seed": seed, "k_best": k_best,
         "ci": "95% corrected resampled t interval (Nadeau & Bengio 2003) over folds x repeats",
-        "best": best, "settings": len(settings),
+        "best": best, "settings": len(settings), "skipped_settings": skipped,
     }
     write_text_atomic(out / "study.json", json.dumps(summary, indent=2) + "\n")
     return summary

@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from medxai.io.itk import write_itk
 from medxai.io.nifti import write_nifti
 from medxai.volume import Volume
 
@@ -103,25 +104,31 @@ def test_manifest_two_workers_and_resume(cli, tmp_path: Path, params: Path) -> N
     (tmp_path / "data").mkdir()
     image_a, mask_a = _case(tmp_path / "data", "a", 2)
     image_b, _ = _case(tmp_path / "data", "b", 3)
+    centre = ",".join(f"{v:.3f}" for v in (_affine() @ np.array([20, 19, 8, 1]))[:3])
+    corners = ",".join(f"{v:.3f}" for v in (_affine() @ np.array([[10, 9, 3, 1], [30, 29, 13, 1]]).T).T[:, :3].ravel())
     manifest = tmp_path / "manifest.csv"
-    manifest.write_text("case_id,image,mask,bbox,label\n"
-                        f"A1,data/{image_a.name},data/{mask_a.name},,malignant\n"
-                        f"B2,data/{image_b.name},,10 9 3 30 29 13,benign\n")
+    manifest.write_text("case_id,image,mask,bbox,bbox_mm,seed_mm,radius_mm,label\n"
+                        f"A1,data/{image_a.name},data/{mask_a.name},,,,,malignant\n"
+                        f"B2,data/{image_b.name},,10 9 3 30 29 13,,,,benign\n"
+                        f'C3,data/{image_b.name},,,"{corners}",,,benign\n'
+                        f'D4,data/{image_b.name},,,,"{centre}",10,malignant\n')
     out = tmp_path / "features.csv"
     first = cli("radiomics", "extract", manifest, "--expansions", "0,4", "--params", params, "--workers", "2", "-o", out)
     assert first.exit_code == 0, first.stderr
     rows = _rows(out)
-    assert [r["case_id"] for r in rows] == ["A1", "A1", "A1", "B2", "B2", "B2"]
+    assert [r["case_id"] for r in rows] == [c for c in ("A1", "B2", "C3", "D4") for _ in range(3)]
+    lesion = {r["case_id"]: float(r["original_shape_VoxelVolume"]) for r in rows if r["region"] == "lesion"}
+    assert lesion["C3"] == pytest.approx(lesion["B2"], rel=0.1) and lesion["D4"] == pytest.approx(lesion["B2"], rel=0.1)
     parts = sorted((tmp_path / "features.csv.parts").glob("*.csv"))
-    assert len(parts) == 2
+    assert len(parts) == 4
     stamps = {p.name: p.stat().st_mtime_ns for p in parts}
     out.unlink()
     second = cli("radiomics", "extract", manifest, "--expansions", "0,4", "--params", params, "--workers", "2", "-o", out)
-    assert second.exit_code == 0 and "2 reused" in second.stderr
+    assert second.exit_code == 0 and "4 reused" in second.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "features.csv.parts").glob("*.csv")} == stamps
     assert _rows(out) == rows
     changed = cli("radiomics", "extract", manifest, "--expansions", "0,6", "--params", params, "-o", out)
-    assert changed.exit_code == 0 and "2 case(s) extracted" in changed.stderr  # new settings: recomputed
+    assert changed.exit_code == 0 and "4 case(s) extracted" in changed.stderr  # new settings: recomputed
 
 
 def test_batch_survives_a_bad_case(cli, tmp_path: Path, params: Path) -> None:
@@ -140,12 +147,49 @@ def test_batch_survives_a_bad_case(cli, tmp_path: Path, params: Path) -> None:
     (["--segmenter", "watershed", "--bbox", "1,1,1,9,9,9"], 4),
     (["--expansions", "0,-3", "--bbox", "1,1,1,9,9,9"], 4),
     (["--params", "nope.yaml", "--bbox", "1,1,1,9,9,9"], 4),
+    (["--bbox", "50,50,20,60,60,30"], 4),  # wholly outside the 40 x 40 x 16 image
+    (["--bbox", "30,30,10,60,60,30"], 4),  # overlaps the image, but its centre is off it
+    (["--seed-point=500,0,0", "--radius", "600"], 4),  # the seed is off the image
+    (["--seed-point=0,0,0"], 4),  # no radius
+    (["--mask", "{mask}", "--mask-label", "gtv"], 4),  # a name does not select a label value in a label map
+    (["--mask", "{other_grid}"], 4),
+    (["--mask", "{mask}", "--tissue-mask", "{other_grid}"], 4),
 ])
 def test_extract_bad_inputs(cli, tmp_path: Path, args: list[str], code: int) -> None:
-    image, _ = _case(tmp_path, "bad", 5)
+    """Bad input: the exit code and exactly one stderr line naming the problem, and no output file."""
+    image, mask = _case(tmp_path, "bad", 5)
+    other = tmp_path / "other_grid.nii.gz"
+    write_nifti(Volume(nib.load(mask).get_fdata()[:, :, :15].astype(np.uint8), _affine()), other)
+    args = [a.format(mask=mask, other_grid=other) for a in args]
     result = cli("radiomics", "extract", image, *args, "-o", tmp_path / "f.csv")
     assert result.exit_code == code and result.stderr.startswith("medxai: error:"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert not (tmp_path / "f.csv").exists()
+
+
+def test_extract_bbox_mm_seed_point_and_nrrd_mask(cli, tmp_path: Path, params: Path) -> None:
+    """--bbox-mm, --seed-point + --radius (RAS mm on an oblique grid) and an NRRD mask find the same lesion."""
+    image, mask = _case(tmp_path, "pt03", 7)
+    truth = np.count_nonzero(nib.load(mask).get_fdata()) * 0.9 * 0.9 * 2.5
+    corners = (_affine() @ np.array([[10, 9, 3, 1], [30, 29, 13, 1]]).T).T[:, :3]  # the voxel box of the test above
+    centre = (_affine() @ np.array([20, 19, 8, 1]))[:3]
+    nrrd = write_itk(Volume(nib.load(mask).get_fdata().astype(np.uint8), _affine()), tmp_path / "pt03_mask.nrrd")
+    runs = {
+        "bbox_mm": ["--bbox-mm", ",".join(f"{v:.3f}" for v in corners.ravel())],
+        "seed": ["--seed-point", ",".join(f"{v:.3f}" for v in centre), "--radius", "10"],
+        "nrrd": ["--mask", nrrd],
+    }
+    volumes = {}
+    for name, args in runs.items():
+        out = tmp_path / f"{name}.csv"
+        result = cli("radiomics", "extract", image, *args, "--expansions", "0,3", "--params", params, "-o", out)
+        assert result.exit_code == 0, (name, result.stderr)
+        rows = _rows(out)
+        assert [(r["region"], r["distance_mm"]) for r in rows] == [("lesion", "0.0"), ("shell", "3.0"), ("expanded", "3.0")]
+        volumes[name] = float(rows[0]["original_shape_VoxelVolume"])
+    assert volumes["nrrd"] == pytest.approx(truth)
+    assert volumes["bbox_mm"] == pytest.approx(truth, rel=0.1) and volumes["seed"] == pytest.approx(truth, rel=0.1)
 
 
 def test_study_command(cli, tmp_path: Path) -> None:

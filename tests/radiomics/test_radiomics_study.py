@@ -144,3 +144,46 @@ def test_phantom_malignancy_study(tmp_path: Path) -> None:
         aucs = {(r["region"], float(r["distance_mm"])): float(r["auc"]) for r in csv.DictReader(handle)}
     assert summary["positive"] == "malignant" and len(aucs) == 5
     assert aucs[("lesion", 0.0)] > 0.8 and aucs[("shell", 4.0)] > 0.65, aucs
+
+
+def test_small_cohort_knn_uses_fewer_neighbours(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """6 cases in 3 folds leave 4 training cases: k-NN's default k = 5 would be refused by scikit-learn."""
+    rng = np.random.default_rng(4)
+    setting = _noise_setting(rng, 6, 8)
+    labels = {case: int(v) for case, v in zip(setting.cases, [0, 1, 0, 1, 0, 1])}
+    rows, _ = evaluate_setting(setting, labels, classifiers=["lr", "knn"], folds=3, repeats=2, seed=0, k_best=3)
+    assert [r["classifier"] for r in rows] == ["lr", "knn"] and all(r["min_train_cases"] == 4 for r in rows)
+    assert all(0.0 <= r["auc"] <= 1.0 for r in rows)
+    features, labels_csv = _write_tables(tmp_path, rng)
+    with caplog.at_level("WARNING", logger="medxai.radiomics.study"):
+        run_study(features, labels_csv, tmp_path / "out", classifiers=["knn"], folds=2, repeats=1, k_best=3)
+    assert "fewer than 5 neighbours" not in caplog.text  # 24 cases in 2 folds: 12 training cases, k = 5
+    with caplog.at_level("WARNING", logger="medxai.radiomics.study"):
+        small = tmp_path / "six.csv"
+        small.write_text("case_id,label\n" + "".join(f"case_{i:02d},{['benign', 'malignant'][i % 2]}\n" for i in range(6)))
+        run_study(features, small, tmp_path / "out6", classifiers=["knn"], folds=3, repeats=1, k_best=3)
+    assert caplog.text.count("fewer than 5 neighbours") == 1
+
+
+def test_settings_without_varying_features_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A shell clipped away in every case (all NaN) or a constant one is reported and skipped, not a crash."""
+    rng = np.random.default_rng(6)
+    y = rng.permutation([0, 1] * 8)
+    features, labels = tmp_path / "features.csv", tmp_path / "labels.csv"
+    with open(features, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "region", "distance_mm", "original_firstorder_Mean", "original_shape_VoxelVolume"])
+        for i in range(16):
+            writer.writerow([f"c{i}", "lesion", 0, rng.normal() + 2 * y[i], rng.normal()])
+            writer.writerow([f"c{i}", "shell", 3, "nan", "nan"])
+            writer.writerow([f"c{i}", "shell", 6, 5.0, "nan" if i == 3 else 7.0])
+    labels.write_text("case_id,label\n" + "".join(f"c{i},{['benign', 'malignant'][y[i]]}\n" for i in range(16)))
+    with caplog.at_level("WARNING", logger="medxai.radiomics.study"):
+        summary = run_study(features, labels, tmp_path / "out", classifiers=["lr"], folds=4, repeats=1)
+    assert summary["skipped_settings"] == ["shell 3 mm", "shell 6 mm"] and "skipped 2 setting(s)" in caplog.text
+    with open(tmp_path / "out" / "auc.csv") as handle:
+        assert [(r["region"], r["distance_mm"]) for r in csv.DictReader(handle)] == [("lesion", "0.0")]
+    only_empty = tmp_path / "empty.csv"
+    only_empty.write_text("case_id,region,distance_mm,original_firstorder_Mean\n" + "".join(f"c{i},shell,3,nan\n" for i in range(16)))
+    with pytest.raises(InvalidInputError, match="varies"):
+        run_study(only_empty, labels, tmp_path / "out2", classifiers=["lr"], folds=4, repeats=1)
