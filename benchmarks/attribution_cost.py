@@ -47,8 +47,8 @@ def passes(name: str, params: dict[str, Any], diagnostics: dict[str, Any], shape
         return {"forward": 0, "backward": params["n_samples"]}
     if name == "smooth_gradcampp":
         return {"forward": 0, "backward": 1 + params["n_samples"]}
-    if name == "deeplift":  # input and baseline in one batch of 2, then Captum's delta: 2 forwards
-        return {"forward": 2, "backward": 2}
+    if name == "deeplift":  # input and baseline in one batch of 2 (its outputs give the completeness gap)
+        return {"forward": 0, "backward": 2}
     if name == "occlusion":
         windows = diagnostics.get("windows_evaluated")
         if windows is None:

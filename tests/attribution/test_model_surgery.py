@@ -129,3 +129,16 @@ def test_untraceable_network_falls_back_to_switching_inplace_off(x):
     method = create_method("deeplift", network)
     heatmap = method.attribute(x, ClassTarget(0))
     assert bool(torch.isfinite(heatmap).all()) and method.diagnostics["model_surgery"] == "inplace-off"
+
+
+def test_deeplift_records_the_completeness_gap_captum_would(classifier, image_2ch):
+    """The gap comes from DeepLIFT's own forward pass; it equals Captum's convergence delta."""
+    from captum.attr import DeepLift
+
+    method = create_method("deeplift", classifier)
+    method.attribute(image_2ch, ClassTarget(1))
+    explainable = ClassTarget(1).bind(make_explainable(classifier), image_2ch)
+    _, delta = DeepLift(explainable).attribute(image_2ch, baselines=torch.zeros_like(image_2ch), target=0,
+                                               return_convergence_delta=True)
+    assert float(delta.abs().max()) > 1e-6  # a gap to compare, not float noise
+    assert method.diagnostics["convergence_delta"] == pytest.approx(float(delta.abs().max()), rel=1e-2)
