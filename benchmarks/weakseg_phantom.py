@@ -29,6 +29,15 @@ RESULTS = Path(__file__).resolve().parent / "results" / "weakseg_phantom.json"
 MODELS = (("gp-unet", "weakseg", ("own",)), ("tiny", "classification", ("gradcam", "smoothgrad")))
 
 
+def cohort(folder: Path, *, cases: int, seed: int) -> Path:
+    """The phantom cohort's labels.csv, generated unless ``folder`` already holds one of that many cases
+    (another process of the same run made it: same seed, same generator)."""
+    labels = folder / "labels.csv"
+    if labels.exists() and sum(1 for _ in labels.open(encoding="utf-8")) - 1 == cases:
+        return labels
+    return make_cohort(folder, cases=cases, seed=seed, size=64)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (few cases, 1 epoch)")
@@ -41,6 +50,8 @@ def main() -> None:
     parser.add_argument("--val-cases", type=int, default=24)
     parser.add_argument("--test-cases", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--models", default=",".join(arch for arch, _, _ in MODELS),
+                        help="comma-separated subset of the models to train (run them in parallel processes on a shared --work)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -48,12 +59,12 @@ def main() -> None:
     cases = (8, 6, 8) if args.quick else (args.train_cases, args.val_cases, args.test_cases)
     epochs = 1 if args.quick else args.epochs
     work = args.work or Path(tempfile.mkdtemp(prefix="medxai-weakseg-"))
-    cohorts = {name: make_cohort(work / name, cases=n, seed=seed, size=64)
-               for name, n, seed in zip(("train", "val", "test"), cases, (1, 3, 2))}
+    cohorts = {name: cohort(work / name, cases=n, seed=seed) for name, n, seed in zip(("train", "val", "test"), cases, (1, 3, 2))}
     val_cases, test_cases = collect_inputs([cohorts["val"]]), collect_inputs([cohorts["test"]])
     val_lesions, test_lesions = [c for c in val_cases if c.mask], [c for c in test_cases if c.mask]
     records = []
-    for arch, task, methods in MODELS:
+    chosen = args.models.split(",")
+    for arch, task, methods in (m for m in MODELS if m[0] in chosen):
         started = time.perf_counter()
         trained = train_model(cohorts["train"], work / arch, arch=arch, task=task, epochs=epochs, batch_size=args.batch_size,
                               lr=args.lr, spatial_size=args.size, device="cpu", patience=epochs, seed=0)
