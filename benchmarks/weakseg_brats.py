@@ -35,6 +35,7 @@ from medxai.segmentation.segment import SegmentInput
 
 RESULTS = Path(__file__).resolve().parent / "results" / "weakseg_brats.json"
 FOLDS = ((("pat0005", "pat0006"), ("pat0003", "pat0004")), (("pat0003", "pat0004"), ("pat0005", "pat0006")))
+MODELS = (("gp-unet", "weakseg", ("own",)), ("tiny", "classification", ("gradcam", "smoothgrad")))
 WHOLE_GRID = (120, 120, 78)  # 240x240x155 at 1 mm -> ~2 mm, the patches' model resolution
 
 
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--per-class", type=int, default=25, help="patches per class per patient")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default="gp-unet,tiny", help="comma-separated subset of the models to train")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -98,7 +100,7 @@ def main() -> None:
         labels = patch_cohort(train_patients, fold / "patches", per_class=per_class, seed=number)
         val = [whole_volume_input(p, work) for p in train_patients]
         test = [whole_volume_input(p, work) for p in test_patients]
-        for arch, task, methods in (("gp-unet", "weakseg", ("own",)), ("tiny", "classification", ("gradcam", "smoothgrad"))):
+        for arch, task, methods in (m for m in MODELS if m[0] in args.models.split(",")):
             started = time.perf_counter()
             trained = train_model(labels, fold / arch, arch=arch, task=task, epochs=epochs, batch_size=8, lr=args.lr,
                                   spatial_size=32, intensity="none", device="cpu", patience=epochs, seed=0)

@@ -19,7 +19,10 @@ from medxai.models.weakseg.base import GlobalMaxPoolingNetwork
 # levels (~47 voxels, the whole 32^3 grid) let the network classify from global cues and leave the lesion
 # map flat, peaking at the same place in every case; one level must find the lesion where it is.
 DEFAULT_FEATURES = (8, 16)
-DEFAULT_SHARPNESS: float | None = 1.0  # log-sum-exp pooling (None: global max pooling)
+# Log-sum-exp pooling sharpness (None: global max pooling). On 200 presence phantoms at 32^3 (40 epochs), r = 1
+# spread the gradient so evenly over the 32^3 voxels that a lesion of 0.1-1.6 % of them barely moved the
+# logit: validation AUC stayed at 0.62 and the loss at 0.69. r = 4 and r = 10 (20 epochs) learnt (0.80, 0.83).
+DEFAULT_SHARPNESS: float | None = 10.0
 NORM = ("batch", {})
 ACT = ("LeakyReLU", {"negative_slope": 0.1, "inplace": True})
 
