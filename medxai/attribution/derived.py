@@ -7,7 +7,9 @@ attribution itself for single-pass methods). A copy is rebuilt when any paramete
 source network is replaced or changed in place (its storage or PyTorch's version counter moves), so
 re-initialised weights (the randomisation sanity check) or a further training step never reuse a
 stale copy. Writes through ``tensor.data`` bypass the version counter and are not seen: do not
-change a network that way between explanations. (Written here: no library caches derived modules.)
+change a network that way between explanations. At most one copy per kind is kept for each live network
+(a new ``variant``, e.g. another input shape for the LRP graph, replaces the old one), and it goes with the
+network. (Written here: no library caches derived modules.)
 """
 from __future__ import annotations
 
@@ -18,21 +20,23 @@ from typing import Callable, Hashable
 
 from torch import nn
 
-Fingerprint = tuple[tuple[int, int, str], ...]
+Fingerprint = tuple[Hashable, tuple[tuple[int, int, str], ...]]
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[Hashable, tuple[Fingerprint, nn.Module]]]" = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
-def weights_fingerprint(network: nn.Module) -> Fingerprint:
+def weights_fingerprint(network: nn.Module) -> tuple[tuple[int, int, str], ...]:
     """Storage address, in-place version and device of every parameter and buffer, in module order."""
     tensors = itertools.chain(network.parameters(), network.buffers())
     return tuple((tensor.data_ptr(), tensor._version, str(tensor.device)) for tensor in tensors)
 
 
-def derived_network(network: nn.Module, key: Hashable, build: Callable[[nn.Module], nn.Module]) -> nn.Module:
-    """``build(network)``, computed once per ``(network, key)`` while ``network``'s weights are unchanged."""
-    fingerprint = weights_fingerprint(network)
+def derived_network(network: nn.Module, key: Hashable, build: Callable[[nn.Module], nn.Module], *,
+                    variant: Hashable = None) -> nn.Module:
+    """``build(network)``, computed once per ``(network, key, variant)`` while ``network``'s weights are
+    unchanged; only the latest variant of each key is kept."""
+    fingerprint = (variant, weights_fingerprint(network))
     with _LOCK:
         cached = _CACHE.get(network, {}).get(key)
     if cached is not None and cached[0] == fingerprint:

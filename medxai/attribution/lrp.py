@@ -61,7 +61,8 @@ class LrpMethod(AttributionMethod):
                        "residual_additions": "split (Addition_Module)", "gates": "held constant"}
 
     def _attribute(self, model: BoundTarget, inputs: torch.Tensor) -> torch.Tensor:
-        prepared = derived_network(model.network, ("lrp", tuple(inputs.shape)), lambda network: lrp_network(network, inputs))
+        prepared = derived_network(model.network, "lrp", lambda network: lrp_network(network, inputs),
+                                   variant=tuple(inputs.shape))
         relevance_model = model.with_network(prepared)
         # Captum deletes the rules after every call, so they are attached right before each one.
         self.diagnostics["default_rule_layers"] = attach_rules(relevance_model, epsilon=self.params["epsilon"])

@@ -91,3 +91,19 @@ def _copy_of(network: nn.Module) -> nn.Module:
     fresh = SmallClassifier().eval()
     fresh.load_state_dict(network.state_dict())
     return fresh
+
+
+def test_lrp_graphs_for_other_input_shapes_replace_each_other(image_2ch):
+    """Scans of different sizes in one cohort: each gets a correct LRP graph, and only the latest is kept."""
+    from medxai.attribution import derived
+
+    torch.manual_seed(3)
+    network = SmallClassifier().eval()
+    small = image_2ch[..., :24]
+    first = create_method("lrp", network).attribute(image_2ch, ClassTarget(1))
+    other = create_method("lrp", network).attribute(small, ClassTarget(1))
+    again = create_method("lrp", network).attribute(image_2ch, ClassTarget(1))
+    assert other.shape[2:] == small.shape[2:] and torch.allclose(first, again)
+    assert torch.allclose(other, create_method("lrp", _copy_of(network)).attribute(small, ClassTarget(1)), rtol=1e-4, atol=1e-7)
+    entries = derived._CACHE[make_explainable(network)]
+    assert list(entries) == ["lrp"] and entries["lrp"][0][0] == tuple(image_2ch.shape)
