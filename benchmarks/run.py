@@ -132,12 +132,42 @@ def run(settings: Settings, out: Path) -> tuple[Path, Path]:
     return json_path, md_path
 
 
+def run_memory(settings: Settings, out: Path, *, arch: str, sizes: tuple[int, ...]) -> tuple[Path, Path]:
+    """Only the peak-memory group (every method, automatic batching) at ``sizes`` for ``arch``."""
+    from benchmarks.memory import memory_records
+    from benchmarks.report import markdown
+    from medxai.attribution.registry import METHODS
+
+    device = device_name()
+    head = header(quick=settings.quick, device=device)
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        group(rows, lambda: memory_records(list(METHODS), arch=arch, size=size, device=device), f"memory {arch} {size}^3")
+    head["load_average_end"] = load_average()
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{dt.date.today().isoformat()}-{safe_host()}-memory-{arch}"
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    from medxai.io.atomic import write_text_atomic
+
+    write_text_atomic(json_path, json.dumps([head, *rows], indent=1, default=str) + "\n")
+    write_text_atomic(md_path, markdown(head, rows, NOTES))
+    return json_path, md_path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the few-minute version (make bench-quick)")
+    parser.add_argument("--memory-only", metavar="SIZES", default=None,
+                        help="only the peak-memory group at these comma-separated sizes (e.g. 128,256)")
+    parser.add_argument("--arch", default=None, help="with --memory-only: the model (default: the run's method model)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    json_path, md_path = run(Settings.make(quick=args.quick), args.out)
+    settings = Settings.make(quick=args.quick)
+    if args.memory_only:
+        sizes = tuple(int(part) for part in args.memory_only.split(","))
+        json_path, md_path = run_memory(settings, args.out, arch=args.arch or settings.method_model, sizes=sizes)
+    else:
+        json_path, md_path = run(settings, args.out)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
