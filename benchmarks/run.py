@@ -82,6 +82,19 @@ def radiomics_rows(*, quick: bool, out: Path, repeats: int) -> list[dict[str, An
     return rows
 
 
+def write_run(head: dict[str, Any], rows: list[dict[str, Any]], out: Path, stem: str) -> tuple[Path, Path]:
+    """``out/<stem>.json`` (the header record, then the rows) and ``out/<stem>.md`` (the table), atomically."""
+    from benchmarks.report import markdown
+    from medxai.io.atomic import write_text_atomic
+
+    head["load_average_end"] = load_average()
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    write_text_atomic(json_path, json.dumps([head, *rows], indent=1, default=str) + "\n")
+    write_text_atomic(md_path, markdown(head, rows, NOTES))
+    return json_path, md_path
+
+
 def run(settings: Settings, out: Path) -> tuple[Path, Path]:
     from benchmarks.attribution_cost import attribution_records
     from benchmarks.end_to_end import demo_record, pipeline_record
@@ -89,7 +102,6 @@ def run(settings: Settings, out: Path) -> tuple[Path, Path]:
     from benchmarks.memory import memory_records
     from benchmarks.metrics_cost import metric_records
     from benchmarks.peers import peer_records, roi_occlusion_record
-    from benchmarks.report import markdown
     from medxai.attribution.registry import METHODS
 
     device = device_name()
@@ -121,21 +133,12 @@ def run(settings: Settings, out: Path) -> tuple[Path, Path]:
     group(rows, lambda: [demo_record(settings.demo_args, repeats=settings.end_to_end_repeats, device=device),
                          pipeline_record(settings.pipeline_cases, repeats=settings.end_to_end_repeats, device=device)],
           "end to end")
-    head["load_average_end"] = load_average()
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{dt.date.today().isoformat()}-{safe_host()}{'-quick' if settings.quick else ''}"
-    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    from medxai.io.atomic import write_text_atomic
-
-    write_text_atomic(json_path, json.dumps([head, *rows], indent=1, default=str) + "\n")
-    write_text_atomic(md_path, markdown(head, rows, NOTES))
-    return json_path, md_path
+    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}{'-quick' if settings.quick else ''}")
 
 
 def run_memory(settings: Settings, out: Path, *, arch: str, sizes: tuple[int, ...]) -> tuple[Path, Path]:
     """Only the peak-memory group (every method, automatic batching) at ``sizes`` for ``arch``."""
     from benchmarks.memory import memory_records
-    from benchmarks.report import markdown
     from medxai.attribution.registry import METHODS
 
     device = device_name()
@@ -143,15 +146,7 @@ def run_memory(settings: Settings, out: Path, *, arch: str, sizes: tuple[int, ..
     rows: list[dict[str, Any]] = []
     for size in sizes:
         group(rows, lambda: memory_records(list(METHODS), arch=arch, size=size, device=device), f"memory {arch} {size}^3")
-    head["load_average_end"] = load_average()
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"{dt.date.today().isoformat()}-{safe_host()}-memory-{arch}"
-    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    from medxai.io.atomic import write_text_atomic
-
-    write_text_atomic(json_path, json.dumps([head, *rows], indent=1, default=str) + "\n")
-    write_text_atomic(md_path, markdown(head, rows, NOTES))
-    return json_path, md_path
+    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}-memory-{arch}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -270,11 +270,12 @@ def run_study(
     cases = sorted(set().union(*(s.cases for s in settings)) & set(labels))
     if not cases:
         raise InvalidInputError("no case of the features table has a label", path=labels_csv)
-    skipped = [f"{s.region} {s.distance_mm:g} mm" for s in settings if not _any_feature_varies(s, labels)]
+    varies = [_any_feature_varies(s, labels) for s in settings]
+    skipped = [f"{s.region} {s.distance_mm:g} mm" for s, kept in zip(settings, varies) if not kept]
     if skipped:
         logger.warning("skipped %d setting(s) in which no feature varies across the labelled cases (e.g. a shell "
                        "empty in every case): %s", len(skipped), ", ".join(skipped))
-    settings = [s for s in settings if _any_feature_varies(s, labels)]
+    settings = [s for s, kept in zip(settings, varies) if kept]
     if not settings:
         raise InvalidInputError("no region x distance has a feature that varies across the labelled cases", path=features_csv)
     auc_rows: list[dict[str, object]] = []

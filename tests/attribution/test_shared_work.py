@@ -107,3 +107,17 @@ def test_lrp_graphs_for_other_input_shapes_replace_each_other(image_2ch):
     assert torch.allclose(other, create_method("lrp", _copy_of(network)).attribute(small, ClassTarget(1)), rtol=1e-4, atol=1e-7)
     entries = derived._CACHE[make_explainable(network)]
     assert list(entries) == ["lrp"] and entries["lrp"][0][0] == tuple(image_2ch.shape)
+
+
+def test_deeplift_runs_one_batched_pass_and_no_extra_one_for_its_gap(classifier, image_2ch):
+    """Input and baseline go through the network once, together; the completeness gap reuses that pass."""
+    explainable = make_explainable(classifier)  # the cached copy DeepLIFT will run on
+    target = ClassTarget(1).resolve(classifier, image_2ch)  # as explain_case does, once per case
+    counter = _ForwardCounter(explainable)
+    try:
+        method = create_method("deeplift", classifier)
+        method.attribute(image_2ch, target)
+    finally:
+        counter.handle.remove()
+    assert (counter.calls, counter.samples) == (1, 2)
+    assert method.diagnostics["convergence_delta"] > 0
