@@ -21,6 +21,8 @@ from benchmarks.common import measure, record
 from benchmarks.floor import PassFloor
 
 CAM_METHODS = ("gradcam", "gradcampp", "smooth_gradcampp")
+# One sample per pass: nothing to batch, so the batch-1 pass is their floor too.
+SINGLE_SAMPLE_METHODS = ("saliency", "input_x_gradient", "guided_backprop", "gradcam", "gradcampp", "lrp")
 
 
 def cam_layer(arch: str) -> str | None:
@@ -56,7 +58,9 @@ def passes(name: str, params: dict[str, Any], diagnostics: dict[str, Any], shape
         return {"forward": 1 + windows, "backward": 0}
     if name == "feature_ablation":
         return {"forward": 1 + diagnostics["supervoxels"], "backward": 0}
-    return {"forward": 0, "backward": 1}  # saliency, input x gradient, guided backprop, LRP, Grad-CAM(++)
+    if name == "lrp":  # Captum's LRP: a forward with the rules' weight hooks, then a forward+backward on the graph
+        return {"forward": 1, "backward": 1}
+    return {"forward": 0, "backward": 1}  # saliency, input x gradient, guided backprop, Grad-CAM(++)
 
 
 def method_runner(name: str, network: nn.Module, inputs: torch.Tensor, *, device: str, batch_size: int,
@@ -108,7 +112,11 @@ def attribution_records(network: nn.Module, inputs: torch.Tensor, floor: PassFlo
             rows.append({"name": f"method/{name}", "method": name, "error": str(error).splitlines()[0]})
             continue
         counted = passes(name, last["params"], last["diagnostics"], tuple(inputs.shape[2:]))
-        rows.append(record(f"method/{name}", name, size, device, timing, model=arch, batch_size=batch_size,
-                           passes=counted, floor_s=floor.cost(**counted), first_call_s=first_call_s,
-                           params={k: v for k, v in last["params"].items() if k != "roi"}))
+        row = record(f"method/{name}", name, size, device, timing, model=arch, batch_size=batch_size,
+                     passes=counted, floor_s=floor.cost(**counted), first_call_s=first_call_s,
+                     params={k: v for k, v in last["params"].items() if k != "roi"})
+        if name in SINGLE_SAMPLE_METHODS and not math.isnan(floor.forward_b1_s + floor.backward_b1_s):
+            row["floor_b1_s"] = floor.cost_at_batch_1(**counted)
+            row["ratio_to_b1_floor"] = row["median_s"] / row["floor_b1_s"]
+        rows.append(row)
     return rows

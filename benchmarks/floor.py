@@ -1,6 +1,8 @@
 """The floor: one forward and one forward+backward pass of each model, batch 1 and larger batches.
 
-The best per-sample time over the batch sizes tried is the floor every method is divided by.
+The best per-sample time over the batch sizes tried is the floor every method is divided by. A method
+that runs one sample per pass (saliency, Grad-CAM, LRP, ...) cannot batch, so its record also carries the
+batch-1 floor, the fastest such a method can be.
 """
 from __future__ import annotations
 
@@ -15,14 +17,21 @@ from benchmarks.common import measure, record
 
 @dataclass(frozen=True)
 class PassFloor:
-    """Best per-sample seconds of a forward (``forward_s``) and a forward+backward (``backward_s``) pass."""
+    """Best per-sample seconds of a forward (``forward_s``) and a forward+backward (``backward_s``) pass,
+    and the same at batch 1."""
 
     forward_s: float
     backward_s: float
+    forward_b1_s: float
+    backward_b1_s: float
 
     def cost(self, *, forward: int = 0, backward: int = 0) -> float:
         """The floor of a method that needs ``forward`` + ``backward`` passes."""
         return forward * self.forward_s + backward * self.backward_s
+
+    def cost_at_batch_1(self, *, forward: int = 0, backward: int = 0) -> float:
+        """The floor of those passes run one sample at a time."""
+        return forward * self.forward_b1_s + backward * self.backward_b1_s
 
 
 def make_model(arch: str, size: int, *, device: str, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
@@ -50,6 +59,7 @@ def floor_records(arch: str, size: int, *, device: str, repeats: int, batch_size
     network, inputs = make_model(arch, size, device=device)
     rows: list[dict[str, Any]] = []
     best = {"forward": float("inf"), "forward+backward": float("inf")}
+    batch_1 = {"forward": float("nan"), "forward+backward": float("nan")}
     for batch_size in batch_sizes:
         batch = inputs.expand(batch_size, *inputs.shape[1:]).contiguous()
         for kind, call in (("forward", _forward), ("forward+backward", _backward)):
@@ -61,6 +71,8 @@ def floor_records(arch: str, size: int, *, device: str, repeats: int, batch_size
             per_sample = {**timing, "median_s": timing["median_s"] / batch_size, "spread_s": timing["spread_s"] / batch_size,
                           "batch_median_s": timing["median_s"]}
             best[kind] = min(best[kind], per_sample["median_s"])
+            if batch_size == 1:
+                batch_1[kind] = per_sample["median_s"]
             rows.append(record(f"floor/{arch}/{size}/{kind}/b{batch_size}", f"{kind} pass per sample",
                                f"{size}^3", device, per_sample, model=arch, batch_size=batch_size))
         del batch
@@ -68,4 +80,5 @@ def floor_records(arch: str, size: int, *, device: str, repeats: int, batch_size
         if "median_s" in row:
             kind = "forward+backward" if "forward+backward" in row["name"] else "forward"
             row.update(floor_s=best[kind], ratio_to_floor=row["median_s"] / best[kind])
-    return rows, PassFloor(forward_s=best["forward"], backward_s=best["forward+backward"])
+    return rows, PassFloor(forward_s=best["forward"], backward_s=best["forward+backward"],
+                           forward_b1_s=batch_1["forward"], backward_b1_s=batch_1["forward+backward"])

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import pytest
 
+import torch
+
+from benchmarks.attribution_cost import method_options, method_runner, passes
 from benchmarks.common import REQUIRED_KEYS
-from benchmarks.floor import floor_records
+from benchmarks.floor import floor_records, make_model
+from medxai.attribution.registry import METHODS
 from benchmarks.report import markdown
 from benchmarks.run import safe_host
 
@@ -19,9 +23,38 @@ def test_floor_records_have_the_schema_and_ratio_is_median_over_floor():
         assert row["ratio_to_floor"] >= 1.0 - 1e-9  # the floor is the best per-sample time
     assert floor.forward_s == min(r["median_s"] for r in rows if "/forward/" in r["name"])
     assert floor.cost(forward=2, backward=3) == pytest.approx(2 * floor.forward_s + 3 * floor.backward_s)
+    batch_1 = {r["name"].split("/")[3]: r["median_s"] for r in rows if r["name"].endswith("/b1")}
+    assert floor.cost_at_batch_1(forward=2, backward=3) == pytest.approx(2 * batch_1["forward"] + 3 * batch_1["forward+backward"])
+    assert floor.cost_at_batch_1(forward=2, backward=3) >= floor.cost(forward=2, backward=3)
     table = markdown({"date": "d", "host": "h", "quick": True, "device": "cpu", "cpu_model": "x", "cores": 2,
                       "ram_gib": 1.0, "versions": {"torch": "t"}, "load_average_start": 1.0}, rows, ["note"])
     assert table.count("| floor/tiny/16/") == 4
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_counted_passes_are_the_samples_the_method_puts_through_the_network(name):
+    """The floor of every method is its counted passes: count the samples through the first convolution
+    (a global hook, so copies made for hook-based methods and the LRP graph are counted too) in a second
+    call, as the benchmark's median times them (the first builds the cached network copies)."""
+    network, inputs = make_model("tiny", 16, device="cpu")
+    options = method_options(name, "tiny", {"integrated_gradients": {"n_steps": 4, "max_steps": 4}, "smoothgrad": {"n_samples": 3},
+                                            "smooth_gradcampp": {"n_samples": 2}, "occlusion": {"window_mm": 8.0, "stride_mm": 8.0},
+                                            "feature_ablation": {"supervoxel_mm": 8.0}})
+    call, last = method_runner(name, network, inputs, device="cpu", batch_size=4, options=options)
+    call()
+    samples = []
+
+    def first_convolution(module, args, _output):
+        if isinstance(module, torch.nn.Conv3d) and module.in_channels == inputs.shape[1]:
+            samples.append(int(args[0].shape[0]))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(first_convolution)
+    try:
+        call()
+    finally:
+        handle.remove()
+    counted = passes(name, last["params"], last["diagnostics"], tuple(inputs.shape[2:]))
+    assert sum(samples) == counted["forward"] + counted["backward"], (samples, counted)
 
 
 def test_host_name_is_safe_for_file_names():
