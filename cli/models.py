@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
         spacing: Optional[str] = typer.Option(None, "--spacing", help="Resample to X,Y,Z mm first (default: native spacing)."),
         intensity: str = typer.Option("zscore", "--intensity", help="zscore, none or window:LOW,HIGH; per channel separated by ';'."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+        max_grad_norm: Optional[float] = typer.Option(None, "--max-grad-norm", help="Clip each step's gradient to this L2 norm (default: no clipping)."),
         json_output: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
     ) -> None:
         """Train a MONAI 3D classifier (stratified split, class weights, augmentation, early stopping on AUC)."""
@@ -78,7 +79,8 @@ def register(app: typer.Typer) -> None:
             summary = train_model(
                 data, output, arch=arch, task=task, epochs=epochs, batch_size=batch_size, lr=lr,
                 val_fraction=val_fraction, seed=seed, spatial_size=parse_spatial_size(spatial_size),
-                spacing=parse_spacing(spacing), device=device, patience=patience, intensity=intensity, progress=callback,
+                spacing=parse_spacing(spacing), device=device, patience=patience, intensity=intensity,
+                max_grad_norm=max_grad_norm, progress=callback,
             )
         if json_output:
             console.print_json(summary)

@@ -107,9 +107,12 @@ def train_model(
     batch_size: int = 8, lr: float = 1e-3, val_fraction: float = 0.2, seed: int = 0,
     spatial_size: int | Sequence[int] = 64, spacing: Sequence[float] | None = None, device: str = "auto",
     patience: int = 10, intensity: str = "zscore", classes: Sequence[str] | None = None,
-    progress: Progress | None = None,
+    max_grad_norm: float | None = None, progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on the cohort ``data`` (folder with ``labels.csv`` or the CSV) and write ``out_dir``.
+
+    ``max_grad_norm`` clips each step's gradient to that global L2 norm (Pascanu et al., ICML 2013), for
+    networks whose loss spikes at a learning rate they otherwise need (GP models' pooled maps).
 
     Returns a summary: best epoch, validation AUC/F1/accuracy/confusion matrix, split sizes, wall time."""
     started = time.perf_counter()
@@ -118,6 +121,8 @@ def train_model(
         raise ConfigError(f"architecture {arch!r} is for task {spec.task!r}, not {task!r}")
     if epochs < 1 or batch_size < 1 or lr <= 0 or patience < 1:
         raise ConfigError("epochs, batch size and patience must be at least 1 and the learning rate positive")
+    if max_grad_norm is not None and not max_grad_norm > 0:
+        raise ConfigError(f"the gradient-norm clip must be positive, got {max_grad_norm}")
     torch_device = resolve_device(device)
     amp = torch_device.type == "cuda"
     labelled = read_labels(data)
@@ -159,6 +164,9 @@ def train_model(
                 with torch.autocast(device_type=torch_device.type, dtype=torch.float16, enabled=amp):
                     loss = loss_fn(network(batch).float(), labels[batch_idx].to(torch_device))
                 scaler.scale(loss).backward()
+                if max_grad_norm is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(network.parameters(), max_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 running += float(loss.detach()) * len(batch_idx)
@@ -203,7 +211,8 @@ def train_model(
         "class_counts": {name: int((targets == i).sum()) for i, name in enumerate(class_names)},
         "epochs": epochs, "epochs_run": len(history), "best_epoch": best.epoch, "patience": patience,
         "checkpoint": f"best validation AUC; epochs within {AUC_TIE} of it: lowest validation loss",
-        "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(weight_decay=1e-4), cosine LR decay over --epochs", "val_fraction": val_fraction,
+        "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(weight_decay=1e-4), cosine LR decay over --epochs", "max_grad_norm": max_grad_norm,
+        "val_fraction": val_fraction,
         "split": "stratified, by group column" if labelled.groups else "stratified by case", "seed": seed,
         "device": torch_device.type, "mixed_precision": amp, "class_weights": "inverse frequency",
         "augmentation": "RandFlip x3 (p=0.5), RandAffine (p=0.5, rot 0.15 rad, scale 8%, shift 3 vox), "

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.itk import write_itk
@@ -71,6 +72,33 @@ def test_multichannel_cohort_trains_and_predicts(tmp_path: Path) -> None:
     assert prediction.case_id == "case000_c0"
     with pytest.raises(InvalidInputError, match="expects 2 channel"):
         predict([model], [images / "case000_c0.nii.gz"])
+
+
+def _step_gradient_norms(cohort: Path, out: Path, **options: object) -> list[float]:
+    """The global gradient norm the optimiser sees at every step of a short training."""
+    norms: list[float] = []
+
+    def record(optimizer: torch.optim.Optimizer, *_: object) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        train_model(cohort, out, seed=0, device="cpu", **{**FAST, "epochs": 1}, **options)
+    finally:
+        handle.remove()
+    return norms
+
+
+def test_gradient_clipping_bounds_every_step(cohort: Path, tmp_path: Path) -> None:
+    unclipped = _step_gradient_norms(cohort, tmp_path / "a")
+    clipped = _step_gradient_norms(cohort, tmp_path / "b", max_grad_norm=1e-3)
+    assert len(clipped) == len(unclipped) >= 2 and min(unclipped) > 1e-3  # the bound binds at every step
+    assert max(clipped) <= 1e-3 * (1 + 1e-4)
+    info = json.loads((tmp_path / "b" / "medxai-model.json").read_text())
+    assert info["training"]["max_grad_norm"] == 1e-3
+    with pytest.raises(ConfigError, match="clip must be positive"):
+        train_model(cohort, tmp_path / "c", max_grad_norm=0.0, **FAST)
 
 
 def test_training_refuses_bad_settings(cohort: Path, tmp_path: Path) -> None:
