@@ -97,17 +97,31 @@ def write_run(head: dict[str, Any], rows: list[dict[str, Any]], out: Path, stem:
 
 
 def run(settings: Settings, out: Path) -> tuple[Path, Path]:
-    from benchmarks.attribution_cost import attribution_records
     from benchmarks.end_to_end import demo_record, pipeline_record
-    from benchmarks.floor import floor_records, make_model
     from benchmarks.memory import memory_records
-    from benchmarks.metrics_cost import metric_records
-    from benchmarks.peers import peer_records, roi_occlusion_record
     from medxai.attribution.registry import METHODS
 
     device = device_name()
     head = header(quick=settings.quick, device=device)
     rows: list[dict[str, Any]] = []
+    method_groups(settings, rows, device=device)
+    group(rows, lambda: radiomics_rows(quick=settings.quick, out=out, repeats=settings.repeats), "radiomics")
+    for memory_size in settings.memory_sizes:
+        group(rows, lambda: memory_records(list(METHODS), arch=settings.method_model, size=memory_size, device=device),
+              f"memory {settings.method_model} {memory_size}^3")
+    group(rows, lambda: [demo_record(settings.demo_args, repeats=settings.end_to_end_repeats, device=device),
+                         pipeline_record(settings.pipeline_cases, repeats=settings.end_to_end_repeats, device=device)],
+          "end to end")
+    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}{'-quick' if settings.quick else ''}")
+
+
+def method_groups(settings: Settings, rows: list[dict[str, Any]], *, device: str) -> None:
+    """The floors, then every method, its peers, ROI occlusion vs MONAI and the metrics on the method model."""
+    from benchmarks.attribution_cost import attribution_records
+    from benchmarks.floor import floor_records, make_model
+    from benchmarks.metrics_cost import metric_records
+    from benchmarks.peers import peer_records, roi_occlusion_record
+
     for arch, size, batches in settings.floor_cases:
         group(rows, lambda: floor_records(arch, size, device=device, repeats=settings.repeats, batch_sizes=batches,
                                           warmup=settings.floor_warmup)[0], f"floor {arch} {size}^3")
@@ -127,14 +141,16 @@ def run(settings: Settings, out: Path) -> tuple[Path, Path]:
                                               device=device, repeats=settings.repeats)], "occlusion ROI vs MONAI")
     group(rows, lambda: metric_records(network, inputs, floor, arch=arch, device=device, repeats=settings.repeats),
           f"metrics {arch} {size}^3")
-    group(rows, lambda: radiomics_rows(quick=settings.quick, out=out, repeats=settings.repeats), "radiomics")
-    for memory_size in settings.memory_sizes:
-        group(rows, lambda: memory_records(list(METHODS), arch=arch, size=memory_size, device=device),
-              f"memory {arch} {memory_size}^3")
-    group(rows, lambda: [demo_record(settings.demo_args, repeats=settings.end_to_end_repeats, device=device),
-                         pipeline_record(settings.pipeline_cases, repeats=settings.end_to_end_repeats, device=device)],
-          "end to end")
-    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}{'-quick' if settings.quick else ''}")
+
+
+def run_methods(arch: str, size: int, out: Path) -> tuple[Path, Path]:
+    """Only the method groups (floor, methods, peers, ROI occlusion, metrics) on ``arch`` at ``size``^3."""
+    settings = Settings.methods_at(arch, size)
+    device = device_name()
+    head = header(quick=False, device=device)
+    rows: list[dict[str, Any]] = []
+    method_groups(settings, rows, device=device)
+    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}-methods-{arch}-{size}")
 
 
 def run_memory(settings: Settings, out: Path, *, arch: str, sizes: tuple[int, ...]) -> tuple[Path, Path]:
@@ -155,11 +171,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the few-minute version (make bench-quick)")
     parser.add_argument("--memory-only", metavar="SIZES", default=None,
                         help="only the peak-memory group at these comma-separated sizes (e.g. 128,256)")
+    parser.add_argument("--methods-only", metavar="ARCH:SIZE", default=None,
+                        help="only the floor, method, peer and metric groups on that model and size (e.g. resnet18:64)")
     parser.add_argument("--arch", default=None, help="with --memory-only: the model (default: the run's method model)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
     settings = Settings.make(quick=args.quick)
-    if args.memory_only:
+    if args.methods_only:
+        arch, _, size = args.methods_only.partition(":")
+        json_path, md_path = run_methods(arch, int(size), args.out)
+    elif args.memory_only:
         sizes = tuple(int(part) for part in args.memory_only.split(","))
         json_path, md_path = run_memory(settings, args.out, arch=args.arch or settings.method_model, sizes=sizes)
     else:
