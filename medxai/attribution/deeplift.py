@@ -44,6 +44,6 @@ class DeepLiftMethod(AttributionMethod):
         else:  # not the single batched pass expected of Captum: evaluate the end points
             with torch.no_grad():
                 change = model(inputs)[:, 0] - model(baselines)[:, 0]
-        total = heatmap.double().flatten(1).sum(1)
+        total = heatmap.detach().double().flatten(1).sum(1)
         self.diagnostics["convergence_delta"] = float((total - change.double()).abs().max())
         return heatmap
