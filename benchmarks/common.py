@@ -49,7 +49,6 @@ class Settings:
                                    "occlusion": {"window_mm": 16.0, "stride_mm": 8.0}},
                    memory_sizes=(128, 256), demo_args=(), pipeline_cases=20, end_to_end_repeats=3)
 
-
     @classmethod
     def methods_at(cls, arch: str, size: int) -> "Settings":
         """The method, peer and metric groups alone on ``arch`` at ``size``^3, with sample counts cut so a
