@@ -31,6 +31,15 @@ def test_floor_records_have_the_schema_and_ratio_is_median_over_floor():
     assert table.count("| floor/tiny/16/") == 4
 
 
+def test_floor_backward_takes_the_input_gradient_only_as_the_methods_do():
+    """Weight gradients are work no attribution method does; a floor that computed them would be too slow."""
+    from benchmarks.floor import _backward
+
+    network, inputs = make_model("tiny", 16, device="cpu")
+    _backward(network, inputs)
+    assert all(parameter.grad is None for parameter in network.parameters())
+
+
 @pytest.mark.parametrize("name", METHODS)
 def test_counted_passes_are_the_samples_the_method_puts_through_the_network(name):
     """The floor of every method is its counted passes: count the samples through the first convolution
