@@ -18,7 +18,16 @@ from torch import nn
 MEMORY_FRACTION = 0.5  # of the memory available now; the rest is head-room for the framework and others
 INPUT_COPIES = 6  # input, baseline, scaled/perturbed input, its gradient, accumulators
 BACKWARD_OVERHEAD = 2.0  # transient buffers of the backward pass, measured ~1.5x on MONAI nets
-MAX_BATCH = 64
+# Largest internal batch per device. On CPU a per-sample pass does not get cheaper past a few samples and
+# gets slower as the batch outgrows the caches: ResNet18 at 64^3 (1 thread) forward per sample 1.96/1.83/
+# 2.08/2.10 s at batch 1/2/4/8; a tiny net at 32^3 35/35/41 ms per sample at 4/16/64 (README Performance).
+# A GPU needs big batches to fill its cores.
+MAX_BATCH = {"cuda": 64, "cpu": 8}
+
+
+def max_batch(device: torch.device) -> int:
+    """The largest internal batch worth running on ``device`` (CPU's cap for devices other than CUDA)."""
+    return MAX_BATCH["cuda" if device.type == "cuda" else "cpu"]
 
 
 def available_bytes(device: torch.device) -> int:
@@ -53,7 +62,7 @@ def auto_batch_size(model: nn.Module, inputs: torch.Tensor, *, fraction: float =
     """The internal batch size (samples per forward pass) that fits in ``fraction`` of free memory."""
     cost = per_sample_bytes(model, inputs)
     fitting = int(fraction * available_bytes(inputs.device)) // max(cost, 1)
-    return max(1, min(MAX_BATCH, fitting))
+    return max(1, min(max_batch(inputs.device), fitting))
 
 
 @dataclass

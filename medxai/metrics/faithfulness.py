@@ -13,6 +13,7 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import infidelity_perturb_func_decorator, sensitivity_max
 from torch import Tensor, nn
 
+from medxai.attribution.memory import max_batch as device_max_batch
 from medxai.errors import ConfigError
 from medxai.metrics.perturbations import GaussianNoise, Perturbation, UniformNoise, as_captum_perturb_func
 
@@ -59,10 +60,11 @@ def infidelity(
     perturb_func = infidelity_perturb_func_decorator(multiply_by_inputs)(
         lambda perturbed_inputs, baselines=None: stream(perturbed_inputs)
     )
+    clean = inputs.detach()
     return captum_infidelity(
-        forward_func,
+        _reusing_clean_output(forward_func, clean),
         perturb_func,
-        inputs.detach(),
+        clean,
         _match_channels(attributions.detach(), inputs),
         baselines=attribution_baseline if multiply_by_inputs else None,
         target=target,
@@ -70,6 +72,21 @@ def infidelity(
         max_examples_per_batch=max_examples_per_batch,
         normalize=normalize,
     ).detach()
+
+
+def _reusing_clean_output(forward_func: ForwardFunc, clean: Tensor) -> ForwardFunc:
+    """``forward_func`` that runs the clean input once: Captum's infidelity runs it again for every batch
+    of perturbations (one wasted forward pass per batch once the batch is bounded by memory)."""
+    cached: list[Tensor] = []
+
+    def forward(batch: Tensor, *args: Any) -> Tensor:
+        if batch is not clean or args:
+            return forward_func(batch, *args)
+        if not cached:
+            cached.append(forward_func(batch))
+        return cached[0]
+
+    return forward
 
 
 def _with_grad(explain: ExplanationFunc) -> ExplanationFunc:
@@ -160,11 +177,14 @@ def bounded_batch_size(
     backward: bool,
     memory_fraction: float = 0.25,
     memory_bytes: int | None = None,
+    max_batch: int | None = None,
 ) -> int:
     """``max_examples_per_batch`` for Captum's metrics: as many perturbed copies of ``example`` as fit in
-    ``memory_fraction`` of the free memory (or of ``memory_bytes``), between 1 and ``n_samples``."""
+    ``memory_fraction`` of the free memory (or of ``memory_bytes``), between 1 and ``n_samples`` and at most
+    ``max_batch`` (default: the device's cap, :func:`medxai.attribution.memory.max_batch`)."""
     if not 0 < memory_fraction <= 1:
         raise ConfigError(f"memory fraction must be in (0, 1], got {memory_fraction}")
     budget = memory_fraction * (memory_bytes if memory_bytes is not None else available_memory_bytes(example.device))
     per_example = max(1, example_memory_bytes(network, example, backward=backward))
-    return int(max(1, min(n_samples, budget // per_example)))
+    cap = device_max_batch(example.device) if max_batch is None else max_batch
+    return int(max(1, min(n_samples, cap, budget // per_example)))

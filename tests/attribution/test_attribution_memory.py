@@ -33,7 +33,12 @@ def test_auto_batch_fits_the_free_memory(net, monkeypatch):
     monkeypatch.setattr(memory, "available_bytes", lambda device: cost)
     assert memory.auto_batch_size(net, inputs) == 1
     monkeypatch.setattr(memory, "available_bytes", lambda device: 10**15)
-    assert memory.auto_batch_size(net, inputs) == memory.MAX_BATCH
+    assert memory.auto_batch_size(net, inputs) == memory.max_batch(inputs.device) == memory.MAX_BATCH["cpu"]
+
+
+def test_the_cpu_batch_cap_is_below_the_gpu_cap():
+    """Past a few samples a CPU pass gets slower per sample; a GPU needs large batches."""
+    assert 4 <= memory.max_batch(torch.device("cpu")) < memory.max_batch(torch.device("cuda"))
 
 
 def test_methods_use_the_auto_batch(net, monkeypatch):

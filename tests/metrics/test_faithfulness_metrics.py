@@ -10,6 +10,7 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max
 from torch import nn
 
+from medxai.attribution.memory import max_batch
 from medxai.metrics.faithfulness import bounded_batch_size, infidelity, max_sensitivity
 from medxai.metrics.perturbations import BlockPerturbation, GaussianNoise, UniformNoise, sample_generator
 
@@ -97,6 +98,17 @@ def test_batched_infidelity_equals_unbatched(perturbation):
     assert float(one_by_one[0]) == pytest.approx(float(whole[0]), rel=1e-4)  # float32 convolutions per batch size
 
 
+def test_infidelity_runs_the_clean_input_once_however_it_is_batched():
+    """Captum's infidelity repeats the clean forward pass for every batch of perturbations; ours does not."""
+    net, x = _conv_net(), _inputs(1)
+    attributions = _saliency(net)(x.clone().requires_grad_(), 0).detach()
+    samples: list[int] = []
+    hook = net[0].register_forward_hook(lambda _module, args, _output: samples.append(args[0].shape[0]))
+    infidelity(net, x, attributions, target=0, n_perturb_samples=8, max_examples_per_batch=2)
+    hook.remove()
+    assert samples.count(1) == 1 and sum(samples) == 8 + 1  # four batches of two perturbed copies, one clean pass
+
+
 def test_batched_max_sensitivity_equals_unbatched():
     net, x = _conv_net(), _inputs(2)
     explain = _saliency(net)
@@ -143,9 +155,10 @@ def test_block_perturbation_cubes_are_sized_in_mm_on_an_anisotropic_grid():
 def test_bounded_batch_size_respects_the_memory_budget():
     net, x = _conv_net(), _inputs(1)
     assert bounded_batch_size(net, x, n_samples=32, backward=True, memory_bytes=1) == 1
-    assert bounded_batch_size(net, x, n_samples=32, backward=True, memory_bytes=10**12) == 32
-    forward_only = bounded_batch_size(net, x, n_samples=10**6, backward=False, memory_bytes=10**9)
-    with_backward = bounded_batch_size(net, x, n_samples=10**6, backward=True, memory_bytes=10**9)
+    assert bounded_batch_size(net, x, n_samples=32, backward=True, memory_bytes=10**12, max_batch=64) == 32
+    assert bounded_batch_size(net, x, n_samples=32, backward=True, memory_bytes=10**12) == max_batch(x.device)
+    forward_only = bounded_batch_size(net, x, n_samples=10**6, backward=False, memory_bytes=10**9, max_batch=10**6)
+    with_backward = bounded_batch_size(net, x, n_samples=10**6, backward=True, memory_bytes=10**9, max_batch=10**6)
     assert forward_only > with_backward > 1
 
 
