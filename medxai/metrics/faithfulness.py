@@ -5,7 +5,6 @@ the memory actually available.
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Sequence
 
 import torch
@@ -13,6 +12,7 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import infidelity_perturb_func_decorator, sensitivity_max
 from torch import Tensor, nn
 
+from medxai.attribution.memory import available_bytes
 from medxai.attribution.memory import max_batch as device_max_batch
 from medxai.errors import ConfigError
 from medxai.metrics.perturbations import GaussianNoise, Perturbation, UniformNoise, as_captum_perturb_func
@@ -129,20 +129,6 @@ def max_sensitivity(
     ).detach()
 
 
-def available_memory_bytes(device: torch.device) -> int:
-    """Free memory on ``device``: CUDA's free memory, else the system's MemAvailable (Linux)."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-
-
 def example_memory_bytes(network: nn.Module, example: Tensor, *, backward: bool) -> int:
     """Rough peak memory of one example through ``network``, from the sizes of its activations.
 
@@ -184,7 +170,7 @@ def bounded_batch_size(
     ``max_batch`` (default: the device's cap, :func:`medxai.attribution.memory.max_batch`)."""
     if not 0 < memory_fraction <= 1:
         raise ConfigError(f"memory fraction must be in (0, 1], got {memory_fraction}")
-    budget = memory_fraction * (memory_bytes if memory_bytes is not None else available_memory_bytes(example.device))
+    budget = memory_fraction * (memory_bytes if memory_bytes is not None else available_bytes(example.device))
     per_example = max(1, example_memory_bytes(network, example, backward=backward))
     cap = device_max_batch(example.device) if max_batch is None else max_batch
     return int(max(1, min(n_samples, cap, budget // per_example)))
