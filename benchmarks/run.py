@@ -153,6 +153,19 @@ def run_methods(arch: str, size: int, out: Path) -> tuple[Path, Path]:
     return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}-methods-{arch}-{size}")
 
 
+def run_floors(arch: str, sizes: tuple[int, ...], out: Path, *, batch_sizes: tuple[int, ...] = (1, 2, 4)) -> tuple[Path, Path]:
+    """Only the pass floors (forward, forward+backward at each batch size) of ``arch`` at ``sizes``^3."""
+    from benchmarks.floor import floor_records
+
+    device = device_name()
+    head = header(quick=False, device=device)
+    rows: list[dict[str, Any]] = []
+    for size in sizes:
+        group(rows, lambda: floor_records(arch, size, device=device, repeats=3, batch_sizes=batch_sizes)[0],
+              f"floor {arch} {size}^3")
+    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}-floor-{arch}")
+
+
 def run_memory(settings: Settings, out: Path, *, arch: str, sizes: tuple[int, ...]) -> tuple[Path, Path]:
     """Only the peak-memory group (every method, automatic batching) at ``sizes`` for ``arch``."""
     from benchmarks.memory import memory_records
@@ -173,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the peak-memory group at these comma-separated sizes (e.g. 128,256)")
     parser.add_argument("--methods-only", metavar="ARCH:SIZE", default=None,
                         help="only the floor, method, peer and metric groups on that model and size (e.g. resnet18:64)")
+    parser.add_argument("--floor-only", metavar="ARCH:SIZES", default=None,
+                        help="only the pass floors of that model at these sizes, batch 1, 2, 4 (e.g. resnet18:96,128)")
     parser.add_argument("--arch", default=None, help="with --memory-only: the model (default: the run's method model)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -180,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.methods_only:
         arch, _, size = args.methods_only.partition(":")
         json_path, md_path = run_methods(arch, int(size), args.out)
+    elif args.floor_only:
+        arch, _, sizes = args.floor_only.partition(":")
+        json_path, md_path = run_floors(arch, tuple(int(part) for part in sizes.split(",")), args.out)
     elif args.memory_only:
         sizes = tuple(int(part) for part in args.memory_only.split(","))
         json_path, md_path = run_memory(settings, args.out, arch=args.arch or settings.method_model, sizes=sizes)

@@ -68,3 +68,15 @@ def test_counted_passes_are_the_samples_the_method_puts_through_the_network(name
 
 def test_host_name_is_safe_for_file_names():
     assert safe_host() and all(c.isalnum() or c in ".-_" for c in safe_host())
+
+
+def test_floor_only_run_writes_every_size_and_batch(tmp_path):
+    import json
+
+    from benchmarks.run import run_floors
+
+    json_path, md_path = run_floors("tiny", (16, 24), tmp_path, batch_sizes=(1, 2))
+    names = {row["name"] for row in json.loads(json_path.read_text())[1:]}
+    assert names == {f"floor/tiny/{size}/{kind}/b{batch}"
+                     for size in (16, 24) for kind in ("forward", "forward+backward") for batch in (1, 2)}
+    assert md_path.read_text().count("| floor/tiny/") == 8
