@@ -29,6 +29,7 @@ from medxai import __version__
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.models.preprocessing import PreprocessingConfig, Preprocessor
 from medxai.models.registry import TASKS, build_network, get_architecture
+from medxai.models.weakseg.base import GlobalMaxPoolingNetwork
 
 MODEL_JSON = "medxai-model.json"
 WEIGHTS = "weights.safetensors"
@@ -130,13 +131,18 @@ def write_model_files(
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in network.state_dict().items()}
     blob = save_safetensors(state, metadata={"format": FORMAT})  # one key: safetensors orders keys arbitrarily
     (folder / WEIGHTS).write_bytes(blob)
+    arch_kwargs: dict[str, Any] = {
+        "in_channels": preprocessing.in_channels, "num_classes": len(classes),
+        "spatial_size": list(preprocessing.spatial_size),
+    }
+    if isinstance(network, GlobalMaxPoolingNetwork):
+        # the pooling decides the logits from the maps but has no weights: record it, so that a later change
+        # of the architecture's default cannot silently change a saved model's predictions
+        arch_kwargs["pooling_sharpness"] = network.sharpness
     info = {
         "format": FORMAT,
         "arch": arch,
-        "arch_kwargs": {
-            "in_channels": preprocessing.in_channels, "num_classes": len(classes),
-            "spatial_size": list(preprocessing.spatial_size),
-        },
+        "arch_kwargs": arch_kwargs,
         "classes": list(classes),
         "task": task,
         "preprocessing": preprocessing.to_dict(),
@@ -255,6 +261,8 @@ def _load_medxai_dir(folder: Path, device: torch.device) -> LoadedModel:
             info["arch"], in_channels=int(kwargs["in_channels"]), num_classes=int(kwargs["num_classes"]),
             spatial_size=tuple(kwargs["spatial_size"]),
         )
+        if isinstance(network, GlobalMaxPoolingNetwork) and "pooling_sharpness" in kwargs:
+            network.set_sharpness(kwargs["pooling_sharpness"])
     except (ConfigError, KeyError, TypeError, ValueError) as error:
         raise InvalidInputError(getattr(error, "problem", str(error)), path=folder / MODEL_JSON) from None
     try:

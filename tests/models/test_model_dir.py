@@ -118,3 +118,27 @@ def test_options_cannot_override_a_model_dir(tmp_path: Path) -> None:
     _save(tmp_path / "model")
     with pytest.raises(ConfigError, match="spatial_size"):
         load_model(tmp_path / "model", spatial_size=(8, 8, 8))
+
+
+@pytest.mark.parametrize("sharpness", [None, 3.0])
+def test_a_gp_model_keeps_the_pooling_it_was_saved_with(tmp_path: Path, sharpness: float | None) -> None:
+    """The pooling has no weights: a model saved with max pooling (or sharpness 3) must not come back with
+    the architecture's current default (log-sum-exp, sharpness 10), which would change its logits."""
+    torch.manual_seed(3)
+    network = build_network("gp-unet", in_channels=2, num_classes=3, spatial_size=(16, 16, 16))
+    network.set_sharpness(sharpness)
+    save_model_dir(
+        tmp_path / "model", network=network, arch="gp-unet", classes=["a", "b", "c"], task="weakseg",
+        preprocessing=CONFIG, training={"epochs": 1}, metrics={},
+    )
+    loaded = load_model(tmp_path / "model")
+    assert loaded.network.sharpness == sharpness != build_network(
+        "gp-unet", in_channels=2, num_classes=3, spatial_size=(16, 16, 16)).sharpness
+    x = torch.randn(2, 2, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(network.eval()(x), loaded.network(x))
+    description = json.loads((tmp_path / "model" / MODEL_JSON).read_text())
+    description["arch_kwargs"]["pooling_sharpness"] = -1
+    (tmp_path / "model" / MODEL_JSON).write_text(json.dumps(description))
+    with pytest.raises(InvalidInputError, match="sharpness must be positive"):
+        load_model(tmp_path / "model")

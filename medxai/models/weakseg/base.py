@@ -39,14 +39,18 @@ class GlobalMaxPoolingNetwork(nn.Module):
 
     def __init__(self, backbone: nn.Module, *, divisor: int, sharpness: float | None = None) -> None:
         super().__init__()
-        if sharpness is not None and not sharpness > 0:
-            raise ValueError(f"log-sum-exp sharpness must be positive, got {sharpness}")
-        self.sharpness = None if sharpness is None else float(sharpness)
+        self.set_sharpness(sharpness)
         # channels-last 3D tensors make oneDNN's Conv3d faster on CPU with these small channel counts: a
         # training step of the default GP-UNet took 1.6-2.5x less time (32^3 and 64^3, 1 thread, torch 2.13);
         # maps and gradients agree with contiguous format to float rounding (tests/models/test_gp_networks.py)
         self.backbone = backbone.to(memory_format=torch.channels_last_3d)
         self.divisor = int(divisor)
+
+    def set_sharpness(self, sharpness: float | None) -> None:
+        """Pool by global max (``None``) or by log-sum-exp with sharpness ``sharpness`` > 0."""
+        if sharpness is not None and not float(sharpness) > 0:
+            raise ValueError(f"log-sum-exp sharpness must be positive, got {sharpness}")
+        self.sharpness = None if sharpness is None else float(sharpness)
 
     def heatmaps(self, x: torch.Tensor) -> torch.Tensor:
         """Class heatmaps ``(N, K, X, Y, Z)`` on the input grid (raw scores, not normalised)."""
