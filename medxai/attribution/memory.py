@@ -23,11 +23,19 @@ BACKWARD_OVERHEAD = 2.0  # transient buffers of the backward pass, measured ~1.5
 # 2.08/2.10 s at batch 1/2/4/8; a tiny net at 32^3 35/35/41 ms per sample at 4/16/64 (README Performance).
 # A GPU needs big batches to fill its cores.
 MAX_BATCH = {"cuda": 64, "cpu": 8}
+# On CPU, also at most this many bytes of activations per batch: small samples gain from batching (tiny CNN
+# at 64^3, 58 MiB per sample: batch 4 1.6x faster per sample than batch 1), large ones lose (ResNet18
+# forward+backward per sample at batch 1/2/4: 11.7/13.0/12.6 s at 96^3, 1.9 GiB per sample; 28.4/31.7/34.0 s
+# at 128^3, 4.1 GiB; benchmarks/results/2026-12-06-vm-floor-resnet18).
+CPU_BATCH_BYTES = 2 * 2**30
 
 
-def max_batch(device: torch.device) -> int:
-    """The largest internal batch worth running on ``device`` (CPU's cap for devices other than CUDA)."""
-    return MAX_BATCH["cuda" if device.type == "cuda" else "cpu"]
+def max_batch(device: torch.device, sample_bytes: int = 0) -> int:
+    """The largest internal batch worth running on ``device`` for samples of ``sample_bytes`` each
+    (CPU's limits for devices other than CUDA)."""
+    if device.type == "cuda":
+        return MAX_BATCH["cuda"]
+    return max(1, min(MAX_BATCH["cpu"], CPU_BATCH_BYTES // max(int(sample_bytes), 1)))
 
 
 def available_bytes(device: torch.device) -> int:
@@ -62,7 +70,7 @@ def auto_batch_size(model: nn.Module, inputs: torch.Tensor, *, fraction: float =
     """The internal batch size (samples per forward pass) that fits in ``fraction`` of free memory."""
     cost = per_sample_bytes(model, inputs)
     fitting = int(fraction * available_bytes(inputs.device)) // max(cost, 1)
-    return max(1, min(max_batch(inputs.device), fitting))
+    return max(1, min(max_batch(inputs.device, cost), fitting))
 
 
 @dataclass

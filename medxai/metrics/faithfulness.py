@@ -167,10 +167,10 @@ def bounded_batch_size(
 ) -> int:
     """``max_examples_per_batch`` for Captum's metrics: as many perturbed copies of ``example`` as fit in
     ``memory_fraction`` of the free memory (or of ``memory_bytes``), between 1 and ``n_samples`` and at most
-    ``max_batch`` (default: the device's cap, :func:`medxai.attribution.memory.max_batch`)."""
+    ``max_batch`` (default: the device's limit for examples of this size, :func:`medxai.attribution.memory.max_batch`)."""
     if not 0 < memory_fraction <= 1:
         raise ConfigError(f"memory fraction must be in (0, 1], got {memory_fraction}")
     budget = memory_fraction * (memory_bytes if memory_bytes is not None else available_bytes(example.device))
     per_example = max(1, example_memory_bytes(network, example, backward=backward))
-    cap = device_max_batch(example.device) if max_batch is None else max_batch
+    cap = device_max_batch(example.device, per_example) if max_batch is None else max_batch
     return int(max(1, min(n_samples, cap, budget // per_example)))
