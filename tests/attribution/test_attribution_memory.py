@@ -36,11 +36,6 @@ def test_auto_batch_fits_the_free_memory(net, monkeypatch):
     assert memory.auto_batch_size(net, inputs) == memory.max_batch(inputs.device) == memory.MAX_BATCH["cpu"]
 
 
-def test_the_cpu_batch_cap_is_below_the_gpu_cap():
-    """Past a few samples a CPU pass gets slower per sample; a GPU needs large batches."""
-    assert 4 <= memory.max_batch(torch.device("cpu")) < memory.max_batch(torch.device("cuda"))
-
-
 def test_large_samples_run_one_at_a_time_on_cpu_but_not_on_gpu(net, monkeypatch):
     """A batch of big samples makes CPU gradient passes slower per sample (ResNet18 at 128^3: 4.1 GiB per
     sample, batch 2 12 % slower); samples of a few MiB still batch up to the cap."""
@@ -48,7 +43,7 @@ def test_large_samples_run_one_at_a_time_on_cpu_but_not_on_gpu(net, monkeypatch)
     assert memory.max_batch(cpu, 4 * 2**30) == memory.max_batch(cpu, memory.CPU_BATCH_BYTES) == 1
     assert memory.max_batch(cpu, 700 * 2**20) == 2  # ResNet18 at 64^3: flat over batch 1-8
     assert memory.max_batch(cpu, 58 * 2**20) == memory.MAX_BATCH["cpu"]  # tiny CNN at 64^3
-    assert memory.max_batch(gpu, 4 * 2**30) == memory.MAX_BATCH["cuda"]
+    assert memory.max_batch(gpu, 4 * 2**30) == memory.MAX_BATCH["cuda"] > memory.MAX_BATCH["cpu"] >= 4
     monkeypatch.setattr(memory, "available_bytes", lambda device: 10**15)
     monkeypatch.setattr(memory, "per_sample_bytes", lambda model, inputs: 3 * 2**30)
     assert memory.auto_batch_size(net, torch.zeros(1, 1, 16, 16, 16)) == 1

@@ -73,10 +73,11 @@ def test_host_name_is_safe_for_file_names():
 def test_floor_only_run_writes_every_size_and_batch(tmp_path):
     import json
 
-    from benchmarks.run import run_floors
+    from benchmarks.run import main
 
-    json_path, md_path = run_floors("tiny", (16, 24), tmp_path, batch_sizes=(1, 2))
+    assert main(["--floor-only", "tiny:16,24", "--out", str(tmp_path)]) == 0
+    (json_path,) = tmp_path.glob("*-floor-tiny.json")
     names = {row["name"] for row in json.loads(json_path.read_text())[1:]}
     assert names == {f"floor/tiny/{size}/{kind}/b{batch}"
-                     for size in (16, 24) for kind in ("forward", "forward+backward") for batch in (1, 2)}
-    assert md_path.read_text().count("| floor/tiny/") == 8
+                     for size in (16, 24) for kind in ("forward", "forward+backward") for batch in (1, 2, 4)}
+    assert json_path.with_suffix(".md").read_text().count("| floor/tiny/") == 12
