@@ -13,6 +13,7 @@ predicted normal gets an empty mask, Dice 0). Writes ``benchmarks/results/weakse
 from __future__ import annotations
 
 import argparse
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-grad-norm", type=float, default=None, help="gradient-norm clip for training (default none)")
+    parser.add_argument("--warmup-epochs", type=float, default=0.0, help="linear learning-rate warm-up (epochs)")
     parser.add_argument("--size", type=int, default=32, help="model grid (voxels per axis; phantoms are 64^3)")
     parser.add_argument("--train-cases", type=int, default=200)
     parser.add_argument("--val-cases", type=int, default=24)
@@ -55,6 +57,7 @@ def main() -> None:
                         help="comma-separated subset of the models to train (run them in parallel processes on a shared --work)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # training's per-epoch lines
     torch.set_num_threads(args.threads)
     started_all = time.perf_counter()
     cases = (8, 6, 8) if args.quick else (args.train_cases, args.val_cases, args.test_cases)
@@ -69,7 +72,7 @@ def main() -> None:
         started = time.perf_counter()
         trained = train_model(cohorts["train"], work / arch, arch=arch, task=task, epochs=epochs, batch_size=args.batch_size,
                               lr=args.lr, spatial_size=args.size, device="cpu", patience=epochs, seed=0,
-                              max_grad_norm=args.max_grad_norm)
+                              max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs)
         train_s = time.perf_counter() - started
         model = load_model(work / arch)
         test_classification = classification(predictions(model, test_cases), positive="lesion")
@@ -81,7 +84,7 @@ def main() -> None:
                     records.append(record(
                         "weakseg_phantom", f"{arch}/{method}", f"64^3 phantoms, model grid {args.size}^3",
                         [m.seconds for m in test], target=target, train_seconds=round(train_s, 1),
-                        epochs=epochs, lr=args.lr, max_grad_norm=args.max_grad_norm, epochs_run=trained["epochs_run"], best_epoch=trained["best_epoch"],
+                        epochs=epochs, lr=args.lr, max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs, epochs_run=trained["epochs_run"], best_epoch=trained["best_epoch"],
                         val_auc_training=trained["val_auc"], test_classification=test_classification,
                         cohorts={"train": cases[0], "validation": cases[1], "test": cases[2],
                                  "validation_lesion_cases": len(val_lesions), "test_lesion_cases": len(test_lesions)},

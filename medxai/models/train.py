@@ -29,6 +29,7 @@ from medxai.models.model_dir import resolve_device, save_model_dir
 from medxai.models.preprocessing import PreprocessingConfig, Preprocessor, parse_intensity
 from medxai.models.registry import build_network, get_architecture
 from medxai.models.selection import AUC_TIE, CheckpointSelector
+from medxai.models.weakseg.base import parse_pooling
 
 Progress = Callable[[str, int, int], None]
 LOG = logging.getLogger(__name__)
@@ -63,6 +64,20 @@ def augmentation(seed: int) -> Any:
     ])
     transforms.set_random_state(seed=seed)
     return transforms
+
+
+def learning_rate_schedule(optimizer: torch.optim.Optimizer, *, epochs: int, steps_per_epoch: int,
+                           warmup_epochs: float = 0.0, final_ratio: float = 0.02) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step schedule: a linear warm-up over ``warmup_epochs`` (from ``1/warmup_steps`` of the rate), times
+    a cosine decay by epoch to ``final_ratio`` of the rate at the last epoch (Loshchilov & Hutter, SGDR);
+    without warm-up the same rates as ``CosineAnnealingLR(T_max=epochs)`` stepped once an epoch."""
+    warmup_steps = max(1, round(warmup_epochs * steps_per_epoch)) if warmup_epochs > 0 else 0
+
+    def factor(step: int) -> float:
+        cosine = final_ratio + (1.0 - final_ratio) * (1.0 + math.cos(math.pi * (step // steps_per_epoch) / epochs)) / 2.0
+        return cosine * min(1.0, (step + 1) / warmup_steps) if warmup_steps else cosine
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _augmented_batch(images: torch.Tensor, indices: torch.Tensor, transforms: Any) -> torch.Tensor:
@@ -107,12 +122,16 @@ def train_model(
     batch_size: int = 8, lr: float = 1e-3, val_fraction: float = 0.2, seed: int = 0,
     spatial_size: int | Sequence[int] = 64, spacing: Sequence[float] | None = None, device: str = "auto",
     patience: int = 10, intensity: str = "zscore", classes: Sequence[str] | None = None,
-    max_grad_norm: float | None = None, progress: Progress | None = None,
+    max_grad_norm: float | None = None, warmup_epochs: float = 0.0, pooling: str | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on the cohort ``data`` (folder with ``labels.csv`` or the CSV) and write ``out_dir``.
 
     ``max_grad_norm`` clips each step's gradient to that global L2 norm (Pascanu et al., ICML 2013), for
     networks whose loss spikes at a learning rate they otherwise need (GP models' pooled maps).
+    ``warmup_epochs`` ramps the learning rate linearly from near zero over that many epochs' steps (Goyal et
+    al., arXiv:1706.02677), before the cosine decay takes over. ``pooling`` (``max`` or ``lse:R``) replaces a
+    weakly-supervised network's default pooling of its class maps (``medxai.models.weakseg.base``).
 
     Returns a summary: best epoch, validation AUC/F1/accuracy/confusion matrix, split sizes, wall time."""
     started = time.perf_counter()
@@ -123,6 +142,11 @@ def train_model(
         raise ConfigError("epochs, batch size and patience must be at least 1 and the learning rate positive")
     if max_grad_norm is not None and not max_grad_norm > 0:
         raise ConfigError(f"the gradient-norm clip must be positive, got {max_grad_norm}")
+    if not 0 <= warmup_epochs < epochs:
+        raise ConfigError(f"the warm-up must be at least 0 and shorter than the {epochs} epochs, got {warmup_epochs}")
+    if pooling is not None and spec.task != "weakseg":
+        raise ConfigError(f"--pooling applies to the weakly-supervised architectures, not to {arch!r}")
+    sharpness = None if pooling is None else parse_pooling(pooling)
     torch_device = resolve_device(device)
     amp = torch_device.type == "cuda"
     labelled = read_labels(data)
@@ -143,10 +167,14 @@ def train_model(
 
     with deterministic(seed):
         network = build_network(arch, in_channels=config.in_channels, num_classes=len(class_names), spatial_size=size)
+        if pooling is not None:
+            network.set_sharpness(sharpness)
         network.to(torch_device)
         loss_fn = nn.CrossEntropyLoss(weight=_class_weights(targets[train_idx], len(class_names)).to(torch_device))
         optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=lr * 0.02)
+        steps_per_epoch = math.ceil(len(train_idx) / batch_size)
+        schedule = learning_rate_schedule(optimizer, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                                          warmup_epochs=warmup_epochs)
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         transforms = augmentation(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -169,9 +197,9 @@ def train_model(
                     torch.nn.utils.clip_grad_norm_(network.parameters(), max_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
+                epoch_lr = optimizer.param_groups[0]["lr"]
+                schedule.step()
                 running += float(loss.detach()) * len(batch_idx)
-            epoch_lr = optimizer.param_groups[0]["lr"]
-            schedule.step()
             val_loss, probabilities = _evaluate(
                 network, images[val_idx], labels[val_idx], loss_fn=loss_fn, batch_size=batch_size, device=torch_device, amp=amp,
             )
@@ -212,6 +240,7 @@ def train_model(
         "epochs": epochs, "epochs_run": len(history), "best_epoch": best.epoch, "patience": patience,
         "checkpoint": f"best validation AUC; epochs within {AUC_TIE} of it: lowest validation loss",
         "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(weight_decay=1e-4), cosine LR decay over --epochs", "max_grad_norm": max_grad_norm,
+        "warmup_epochs": warmup_epochs, "pooling": pooling or "architecture default",
         "val_fraction": val_fraction,
         "split": "stratified, by group column" if labelled.groups else "stratified by case", "seed": seed,
         "device": torch_device.type, "mixed_precision": amp, "class_weights": "inverse frequency",

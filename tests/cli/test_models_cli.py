@@ -72,3 +72,42 @@ def test_bad_training_input_is_one_line(cli, tmp_path: Path) -> None:
     _one_line_error(cli("train", tmp_path, "-o", tmp_path / "m"), 4, "missing.nii.gz does not exist")
     _one_line_error(cli("train", tmp_path, "-o", tmp_path / "m", "--arch", "vgg"), 4, "unknown architecture")
     assert not (tmp_path / "m").exists()
+
+
+def test_pooling_chosen_at_training_is_what_predict_uses(cli, tmp_path: Path) -> None:
+    """``medxai train --pooling max`` on a GP-UNet: the model directory records max pooling and ``medxai
+    predict`` gives the softmax of the class maps' maxima (not of the default log-sum-exp pooling)."""
+    from medxai.io.readers import read_volume
+    from medxai.models.model_dir import load_model
+
+    labels = write_sphere_cohort(tmp_path / "data", cases=8, size=24, seed=2)
+    model = tmp_path / "model"
+    trained = cli("train", labels, "-o", model, "--task", "weakseg", "--arch", "gp-unet", "--pooling", "max",
+                  "--epochs", "2", "--spatial-size", "24", "--val-fraction", "0.25", "--device", "cpu")
+    assert trained.exit_code == 0, trained.stderr
+    info = json.loads((model / "medxai-model.json").read_text())
+    assert info["arch_kwargs"]["pooling_sharpness"] is None and info["training"]["pooling"] == "max"
+
+    scan = sorted((tmp_path / "data" / "images").glob("*.nii.gz"))[0]
+    predicted = cli("predict", model, scan, "--json")
+    assert predicted.exit_code == 0, predicted.stderr
+    [item] = json.loads(predicted.stdout)
+    loaded = load_model(model)
+    batch = loaded.preprocessor.prepare([read_volume(scan)]).tensor.as_tensor()[None]
+    with torch.inference_mode():
+        maps = loaded.network.heatmaps(batch)
+        by_max = torch.softmax(maps.amax(dim=(2, 3, 4)), dim=1)[0]
+        loaded.network.set_sharpness(10.0)
+        by_lse = torch.softmax(loaded.network.pool(maps), dim=1)[0]
+    lesion = loaded.classes.index("lesion")
+    assert item["probabilities"]["lesion"] == pytest.approx(float(by_max[lesion]), abs=1e-5)
+    assert abs(float(by_max[lesion]) - float(by_lse[lesion])) > 1e-4
+
+
+def test_pooling_option_is_checked(cli, tmp_path: Path) -> None:
+    labels = write_sphere_cohort(tmp_path / "data", cases=8, size=24, seed=2)
+    _one_line_error(cli("train", labels, "-o", tmp_path / "m", "--task", "weakseg", "--arch", "gp-unet",
+                        "--pooling", "lse:0"), 4, "pooling must be 'max' or 'lse:R'")
+    _one_line_error(cli("train", labels, "-o", tmp_path / "m", "--arch", "tiny", "--pooling", "max"), 4,
+                    "applies to the weakly-supervised architectures")
+    assert not (tmp_path / "m").exists()

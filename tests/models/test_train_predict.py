@@ -17,7 +17,7 @@ from medxai.models.model_dir import load_model, save_model_dir
 from medxai.models.predict import predict
 from medxai.models.preprocessing import PreprocessingConfig
 from medxai.models.registry import build_network
-from medxai.models.train import train_model
+from medxai.models.train import learning_rate_schedule, train_model
 from medxai.testing.sphere_cohort import write_sphere_cohort
 from medxai.volume import Volume
 
@@ -159,3 +159,44 @@ def test_nifti_nrrd_and_dicom_inputs_predict_alike(tmp_path: Path) -> None:
     reference = results[0].probabilities["a"]
     for other in results[1:]:
         assert other.probabilities["a"] == pytest.approx(reference, abs=1e-4)
+
+
+def _schedule_rates(*, epochs: int, steps_per_epoch: int, warmup_epochs: float) -> list[float]:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    schedule = learning_rate_schedule(optimizer, epochs=epochs, steps_per_epoch=steps_per_epoch, warmup_epochs=warmup_epochs)
+    rates = []
+    for _ in range(epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
+def test_without_warmup_the_schedule_is_torchs_per_epoch_cosine() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=6, eta_min=0.5 * 0.02)
+    expected = []
+    for _ in range(6):
+        expected += [optimizer.param_groups[0]["lr"]] * 4
+        optimizer.step()
+        reference.step()
+    assert _schedule_rates(epochs=6, steps_per_epoch=4, warmup_epochs=0) == pytest.approx(expected, rel=1e-9)
+
+
+def test_warmup_ramps_linearly_then_joins_the_cosine() -> None:
+    plain = _schedule_rates(epochs=6, steps_per_epoch=4, warmup_epochs=0)
+    warm = _schedule_rates(epochs=6, steps_per_epoch=4, warmup_epochs=1.5)  # 6 steps
+    assert warm[:6] == pytest.approx([plain[i] * (i + 1) / 6 for i in range(6)], rel=1e-9)
+    assert warm[6:] == pytest.approx(plain[6:], rel=1e-9)
+    assert all(a < b for a, b in zip(warm[:5], warm[1:6]))
+
+
+def test_warmup_is_recorded_and_bounded(cohort: Path, tmp_path: Path) -> None:
+    train_model(cohort, tmp_path / "m", seed=0, device="cpu", warmup_epochs=1.0, **FAST)
+    info = json.loads((tmp_path / "m" / "medxai-model.json").read_text())
+    assert info["training"]["warmup_epochs"] == 1.0
+    with open(tmp_path / "m" / "metrics.csv", newline="") as handle:
+        rates = [float(row["lr"]) for row in csv.DictReader(handle)]
+    assert rates[0] == pytest.approx(1e-3)  # the last warm-up step reaches the full rate
+    with pytest.raises(ConfigError, match="warm-up"):
+        train_model(cohort, tmp_path / "n", warmup_epochs=2.0, **FAST)

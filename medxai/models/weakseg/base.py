@@ -27,6 +27,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medxai.errors import ConfigError
+
+
+def parse_pooling(text: str) -> float | None:
+    """``max`` (global max pooling: None) or ``lse:R`` (log-sum-exp pooling with sharpness R > 0)."""
+    if text.strip() == "max":
+        return None
+    kind, _, value = text.partition(":")
+    try:
+        sharpness = float(value)
+    except ValueError:
+        sharpness = math.nan
+    if kind.strip() != "lse" or not sharpness > 0 or not math.isfinite(sharpness):
+        raise ConfigError(f"pooling must be 'max' or 'lse:R' with a positive sharpness R, got {text!r}")
+    return sharpness
+
 
 class GlobalMaxPoolingNetwork(nn.Module):
     """Wrap a fully convolutional ``backbone`` (N, C, X, Y, Z) -> (N, K, X, Y, Z) into a classifier.
