@@ -18,6 +18,7 @@ from torch import nn
 MEMORY_FRACTION = 0.5  # of the memory available now; the rest is head-room for the framework and others
 INPUT_COPIES = 6  # input, baseline, scaled/perturbed input, its gradient, accumulators
 BACKWARD_OVERHEAD = 2.0  # transient buffers of the backward pass, measured ~1.5x on MONAI nets
+FORWARD_LIVE = 3  # activations alive at once in a forward pass without autograd (a layer's input, output, skip)
 # Largest internal batch per device. On CPU a per-sample pass does not get cheaper past a few samples and
 # gets slower as the batch outgrows the caches: ResNet18 at 64^3 (1 thread) forward per sample 1.96/1.83/
 # 2.08/2.10 s at batch 1/2/4/8; a tiny net at 32^3 35/35/41 ms per sample at 4/16/64 (README Performance).
@@ -46,8 +47,17 @@ def available_bytes(device: torch.device) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def per_sample_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
-    """Bytes one sample of ``inputs`` costs in a forward plus backward pass through ``model``."""
+def per_sample_bytes(model: nn.Module, inputs: torch.Tensor, *, backward: bool = True) -> int:
+    """Bytes one sample of ``inputs`` costs in a pass through ``model``.
+
+    With ``backward`` (the default: attribution methods and max-sensitivity), what autograd saves for the
+    backward pass times ``BACKWARD_OVERHEAD``, plus the methods' ``INPUT_COPIES`` input-sized buffers. Forward
+    only (under ``no_grad``: infidelity, deletion curves), a few activations are alive at a time:
+    ``FORWARD_LIVE`` times the largest layer output, plus the input."""
+    sample = inputs[:1].detach().clone()
+    input_bytes = sample.numel() * sample.element_size()
+    if not backward:
+        return input_bytes + FORWARD_LIVE * _largest_output_bytes(model, sample)
     seen: set[tuple[int, int]] = set()
     total = 0
 
@@ -59,11 +69,31 @@ def per_sample_bytes(model: nn.Module, inputs: torch.Tensor) -> int:
             total += tensor.untyped_storage().nbytes()
         return tensor
 
-    sample = inputs[:1].detach().clone().requires_grad_(True)
+    sample.requires_grad_(True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         output = model(sample)
     del output
-    return int(total * BACKWARD_OVERHEAD) + INPUT_COPIES * sample.numel() * sample.element_size()
+    return int(total * BACKWARD_OVERHEAD) + INPUT_COPIES * input_bytes
+
+
+def _largest_output_bytes(model: nn.Module, sample: torch.Tensor) -> int:
+    """The largest tensor any leaf module of ``model`` outputs for ``sample`` (the input's size if none)."""
+    largest = sample.numel() * sample.element_size()
+
+    def record(_module: nn.Module, _inputs: object, output: object) -> None:
+        nonlocal largest
+        if isinstance(output, torch.Tensor):
+            largest = max(largest, output.numel() * output.element_size())
+
+    leaves = [module for module in model.modules() if not any(True for _ in module.children())]
+    hooks = [module.register_forward_hook(record) for module in leaves]
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return largest
 
 
 def auto_batch_size(model: nn.Module, inputs: torch.Tensor, *, fraction: float = MEMORY_FRACTION) -> int:

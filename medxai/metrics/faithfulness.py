@@ -12,7 +12,7 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import infidelity_perturb_func_decorator, sensitivity_max
 from torch import Tensor, nn
 
-from medxai.attribution.memory import available_bytes
+from medxai.attribution.memory import available_bytes, per_sample_bytes
 from medxai.attribution.memory import max_batch as device_max_batch
 from medxai.errors import ConfigError
 from medxai.metrics.perturbations import GaussianNoise, Perturbation, UniformNoise, as_captum_perturb_func
@@ -129,32 +129,6 @@ def max_sensitivity(
     ).detach()
 
 
-def example_memory_bytes(network: nn.Module, example: Tensor, *, backward: bool) -> int:
-    """Rough peak memory of one example through ``network``, from the sizes of its activations.
-
-    Forward-only work keeps a few activations alive at a time (3 x the largest); a backward pass keeps all
-    of them and their gradients (2 x the sum).
-    """
-    sizes: list[int] = []
-
-    def record(_module: nn.Module, _inputs: Any, output: Any) -> None:
-        if isinstance(output, Tensor):
-            sizes.append(output.numel() * output.element_size())
-
-    leaves = [module for module in network.modules() if not any(True for _ in module.children())]
-    hooks = [module.register_forward_hook(record) for module in leaves]
-    try:
-        with torch.no_grad():
-            network(example[:1])
-    finally:
-        for hook in hooks:
-            hook.remove()
-    base = example[:1].numel() * example.element_size()
-    if not sizes:
-        return 4 * base
-    return base + (2 * sum(sizes) if backward else 3 * max(sizes))
-
-
 def bounded_batch_size(
     network: nn.Module,
     example: Tensor,
@@ -171,6 +145,9 @@ def bounded_batch_size(
     if not 0 < memory_fraction <= 1:
         raise ConfigError(f"memory fraction must be in (0, 1], got {memory_fraction}")
     budget = memory_fraction * (memory_bytes if memory_bytes is not None else available_bytes(example.device))
-    per_example = max(1, example_memory_bytes(network, example, backward=backward))
-    cap = device_max_batch(example.device, per_example) if max_batch is None else max_batch
-    return int(max(1, min(n_samples, cap, budget // per_example)))
+    per_example = max(1, per_sample_bytes(network, example, backward=backward))
+    if max_batch is None:
+        # the device's batch limit was measured against the backward-inclusive size, whatever this pass is
+        throughput_bytes = per_example if backward else per_sample_bytes(network, example)
+        max_batch = device_max_batch(example.device, throughput_bytes)
+    return int(max(1, min(n_samples, max_batch, budget // per_example)))

@@ -25,6 +25,14 @@ def test_per_sample_cost_scales_with_the_volume(net):
     assert large > 7 * 32**3 * 4
 
 
+def test_forward_only_cost_is_a_few_activations(net):
+    inputs = torch.zeros(1, 1, 32, 32, 32)
+    forward = memory.per_sample_bytes(net, inputs, backward=False)
+    # the first conv's output (6 channels x 32^3 float32) is the largest: 3 of them live, plus the input
+    assert forward == 32**3 * 4 * (1 + memory.FORWARD_LIVE * 6)
+    assert forward < memory.per_sample_bytes(net, inputs)
+
+
 def test_auto_batch_fits_the_free_memory(net, monkeypatch):
     inputs = torch.zeros(1, 1, 32, 32, 32)
     cost = memory.per_sample_bytes(net, inputs)

@@ -162,6 +162,20 @@ def test_bounded_batch_size_respects_the_memory_budget():
     assert forward_only > with_backward > 1
 
 
+def test_forward_only_metrics_batch_by_the_backward_inclusive_size_on_cpu(monkeypatch):
+    """The CPU batch limit (``memory.max_batch``) was measured against backward-inclusive per-sample sizes; a
+    forward-only metric must be capped by that size too, not by its own smaller memory estimate."""
+    from medxai.metrics import faithfulness
+
+    sizes = {True: 2**30, False: 10 * 2**20}  # ResNet18-like at 64^3: 1 GiB with the backward pass
+    monkeypatch.setattr(faithfulness, "per_sample_bytes", lambda net, x, backward=True: sizes[backward])
+    net, x = _conv_net(), _inputs(1)
+    assert bounded_batch_size(net, x, n_samples=100, backward=False, memory_bytes=10**15) == max_batch(x.device, 2**30) == 2
+    assert bounded_batch_size(net, x, n_samples=100, backward=False, memory_bytes=40 * 2**20, memory_fraction=1.0) == 2
+    assert bounded_batch_size(net, x, n_samples=100, backward=False, memory_bytes=25 * 2**20, memory_fraction=1.0) == 2
+    assert bounded_batch_size(net, x, n_samples=100, backward=False, memory_bytes=15 * 2**20, memory_fraction=1.0) == 1
+
+
 def test_the_stream_computes_each_examples_intensity_range_once(monkeypatch):
     """Captum hands the stream copies of the same examples; the percentile runs once per example, and
     the perturbed rows are those of a per-row computation."""
