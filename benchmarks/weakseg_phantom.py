@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-grad-norm", type=float, default=None, help="gradient-norm clip for training (default none)")
     parser.add_argument("--warmup-epochs", type=float, default=0.0, help="linear learning-rate warm-up (epochs)")
+    parser.add_argument("--deep-supervision", type=float, default=None,
+                        help="GP networks' auxiliary-classifier weight (default: train's, 0.5; 0 = off)")
     parser.add_argument("--size", type=int, default=32, help="model grid (voxels per axis; phantoms are 64^3)")
     parser.add_argument("--train-cases", type=int, default=200)
     parser.add_argument("--val-cases", type=int, default=24)
@@ -72,7 +74,8 @@ def main() -> None:
         started = time.perf_counter()
         trained = train_model(cohorts["train"], work / arch, arch=arch, task=task, epochs=epochs, batch_size=args.batch_size,
                               lr=args.lr, spatial_size=args.size, device="cpu", patience=epochs, seed=0,
-                              max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs)
+                              max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs,
+                              deep_supervision=args.deep_supervision if task == "weakseg" else None)
         train_s = time.perf_counter() - started
         model = load_model(work / arch)
         test_classification = classification(predictions(model, test_cases), positive="lesion")
@@ -84,7 +87,8 @@ def main() -> None:
                     records.append(record(
                         "weakseg_phantom", f"{arch}/{method}", f"64^3 phantoms, model grid {args.size}^3",
                         [m.seconds for m in test], target=target, train_seconds=round(train_s, 1),
-                        epochs=epochs, lr=args.lr, max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs, epochs_run=trained["epochs_run"], best_epoch=trained["best_epoch"],
+                        epochs=epochs, lr=args.lr, max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs,
+                        deep_supervision=trained["deep_supervision"], epochs_run=trained["epochs_run"], best_epoch=trained["best_epoch"],
                         val_auc_training=trained["val_auc"], test_classification=test_classification,
                         cohorts={"train": cases[0], "validation": cases[1], "test": cases[2],
                                  "validation_lesion_cases": len(val_lesions), "test_lesion_cases": len(test_lesions)},

@@ -30,6 +30,8 @@ from medxai.models.preprocessing import PreprocessingConfig, Preprocessor, parse
 from medxai.models.registry import build_network, get_architecture
 from medxai.models.selection import AUC_TIE, CheckpointSelector
 from medxai.models.weakseg.base import parse_pooling
+from medxai.models.weakseg.deep_supervision import DEFAULT_WEIGHT as DEFAULT_SUPERVISION_WEIGHT
+from medxai.models.weakseg.deep_supervision import DeepSupervision
 
 Progress = Callable[[str, int, int], None]
 LOG = logging.getLogger(__name__)
@@ -123,7 +125,7 @@ def train_model(
     spatial_size: int | Sequence[int] = 64, spacing: Sequence[float] | None = None, device: str = "auto",
     patience: int = 10, intensity: str = "zscore", classes: Sequence[str] | None = None,
     max_grad_norm: float | None = None, warmup_epochs: float = 0.0, pooling: str | None = None,
-    progress: Progress | None = None,
+    deep_supervision: float | None = None, progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on the cohort ``data`` (folder with ``labels.csv`` or the CSV) and write ``out_dir``.
 
@@ -132,6 +134,8 @@ def train_model(
     ``warmup_epochs`` ramps the learning rate linearly from near zero over that many epochs' steps (Goyal et
     al., arXiv:1706.02677), before the cosine decay takes over. ``pooling`` (``max`` or ``lse:R``) replaces a
     weakly-supervised network's default pooling of its class maps (``medxai.models.weakseg.base``).
+    ``deep_supervision`` weighs the loss of a training-only auxiliary classifier on a weakly-supervised
+    network's encoder (``medxai.models.weakseg.deep_supervision``; None: 0.5 for those networks, 0 = off).
 
     Returns a summary: best epoch, validation AUC/F1/accuracy/confusion matrix, split sizes, wall time."""
     started = time.perf_counter()
@@ -147,6 +151,9 @@ def train_model(
     if pooling is not None and spec.task != "weakseg":
         raise ConfigError(f"--pooling applies to the weakly-supervised architectures, not to {arch!r}")
     sharpness = None if pooling is None else parse_pooling(pooling)
+    if deep_supervision is not None and (deep_supervision < 0 or (deep_supervision > 0 and spec.task != "weakseg")):
+        raise ConfigError(f"deep supervision is a weight >= 0 for the weakly-supervised architectures, got "
+                          f"{deep_supervision} for {arch!r}")
     torch_device = resolve_device(device)
     amp = torch_device.type == "cuda"
     labelled = read_labels(data)
@@ -169,9 +176,19 @@ def train_model(
         network = build_network(arch, in_channels=config.in_channels, num_classes=len(class_names), spatial_size=size)
         if pooling is not None:
             network.set_sharpness(sharpness)
+        supervised = getattr(network, "encoder_layer", None) is not None
+        if deep_supervision is None:
+            deep_supervision = DEFAULT_SUPERVISION_WEIGHT if supervised else 0.0
+        if deep_supervision > 0 and not supervised:
+            raise ConfigError(f"architecture {arch!r} names no encoder layer for deep supervision")
+        supervision = None
+        if deep_supervision > 0:
+            supervision = DeepSupervision(network, num_classes=len(class_names), weight=deep_supervision)
+            supervision.head.to(torch_device)
         network.to(torch_device)
+        parameters = list(network.parameters()) + (supervision.parameters() if supervision else [])
         loss_fn = nn.CrossEntropyLoss(weight=_class_weights(targets[train_idx], len(class_names)).to(torch_device))
-        optimizer = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
+        optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
         steps_per_epoch = math.ceil(len(train_idx) / batch_size)
         schedule = learning_rate_schedule(optimizer, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                           warmup_epochs=warmup_epochs)
@@ -183,6 +200,8 @@ def train_model(
         for epoch in range(1, epochs + 1):
             epoch_start = time.perf_counter()
             network.train()
+            if supervision is not None:
+                supervision.head.train()
             order = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=generator)]
             running = 0.0
             for start in range(0, len(order), batch_size):
@@ -190,11 +209,14 @@ def train_model(
                 batch = _augmented_batch(images, batch_idx, transforms).to(torch_device)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=torch_device.type, dtype=torch.float16, enabled=amp):
-                    loss = loss_fn(network(batch).float(), labels[batch_idx].to(torch_device))
+                    batch_labels = labels[batch_idx].to(torch_device)
+                    loss = loss_fn(network(batch).float(), batch_labels)
+                    if supervision is not None:
+                        loss = loss + supervision.loss(loss_fn, batch_labels)
                 scaler.scale(loss).backward()
                 if max_grad_norm is not None:
                     scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(network.parameters(), max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 epoch_lr = optimizer.param_groups[0]["lr"]
@@ -218,6 +240,8 @@ def train_model(
                 progress("Training epochs", epoch, epochs)
             if epoch - selector.best_auc_epoch >= patience:
                 break
+        if supervision is not None:
+            supervision.remove()  # the auxiliary head is not part of the model
     best = selector.chosen()
     if best is None:
         raise MedxaiError(f"training diverged: validation loss is not finite (try a lower --lr than {lr})")
@@ -241,6 +265,7 @@ def train_model(
         "checkpoint": f"best validation AUC; epochs within {AUC_TIE} of it: lowest validation loss",
         "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(weight_decay=1e-4), cosine LR decay over --epochs", "max_grad_norm": max_grad_norm,
         "warmup_epochs": warmup_epochs, "pooling": pooling or "architecture default",
+        "deep_supervision": deep_supervision,
         "val_fraction": val_fraction,
         "split": "stratified, by group column" if labelled.groups else "stratified by case", "seed": seed,
         "device": torch_device.type, "mixed_precision": amp, "class_weights": "inverse frequency",
@@ -255,4 +280,4 @@ def train_model(
     )
     return {"model_dir": str(out_dir), "classes": class_names, **metrics, "best_epoch": best.epoch,
             "epochs_run": len(history), "n_train": len(train_idx), "n_val": len(val_idx),
-            "device": torch_device.type, "seconds": round(seconds, 2)}
+            "device": torch_device.type, "deep_supervision": deep_supervision, "seconds": round(seconds, 2)}

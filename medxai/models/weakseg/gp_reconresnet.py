@@ -27,8 +27,10 @@ def gp_reconresnet(
         ResidualUnit(3, channels, channels, subunits=2, act=ACT, norm=NORM, dropout=dropout)
         for _ in range(res_blocks)
     ]
+    encoder_layer, encoder_channels = str(len(layers) - 1), channels  # the last residual unit
     for _ in range(updown_blocks):
         layers.append(Convolution(3, channels, channels // 2, strides=2, is_transposed=True, act=ACT, norm=NORM))
         channels //= 2
     layers.append(Conv["conv", 3](channels, num_classes, kernel_size=1))
-    return GlobalMaxPoolingNetwork(nn.Sequential(*layers), divisor=2**updown_blocks)
+    return GlobalMaxPoolingNetwork(nn.Sequential(*layers), divisor=2**updown_blocks, encoder_layer=encoder_layer,
+                                   encoder_channels=encoder_channels)

@@ -51,4 +51,5 @@ def gp_shuffleunet(
 ) -> GlobalMaxPoolingNetwork:
     """A 3D GP-ShuffleUNet with ``len(features) - 1`` levels (inputs padded to multiples of 2**levels)."""
     backbone = ShuffleUNet(in_channels=in_channels, num_classes=num_classes, features=features)
-    return GlobalMaxPoolingNetwork(backbone, divisor=2 ** (len(features) - 1))
+    return GlobalMaxPoolingNetwork(backbone, divisor=2 ** (len(features) - 1), encoder_layer=f"down.{len(features) - 2}",
+                                   encoder_channels=features[-1])

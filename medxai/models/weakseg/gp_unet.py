@@ -58,4 +58,5 @@ def gp_unet(
     """A 3D GP-UNet with ``len(features) - 1`` levels (inputs padded to multiples of 2**levels); ``sharpness``
     None pools by global maximum, a number by log-sum-exp (see ``base.py``)."""
     backbone = UNet(in_channels=in_channels, num_classes=num_classes, features=features, upsample=upsample)
-    return GlobalMaxPoolingNetwork(backbone, divisor=2 ** (len(features) - 1), sharpness=sharpness)
+    return GlobalMaxPoolingNetwork(backbone, divisor=2 ** (len(features) - 1), sharpness=sharpness,
+                                   encoder_layer=f"down.{len(features) - 2}", encoder_channels=features[-1])
