@@ -35,7 +35,8 @@ from medxai.models.weakseg.deep_supervision import DeepSupervision
 
 Progress = Callable[[str, int, int], None]
 LOG = logging.getLogger(__name__)
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_auc", "val_f1", "val_accuracy", "seconds")
+METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_auxiliary_loss", "val_loss", "val_auc", "val_f1", "val_accuracy",
+                  "seconds")
 
 
 @contextlib.contextmanager
@@ -203,16 +204,16 @@ def train_model(
             if supervision is not None:
                 supervision.head.train()
             order = torch.as_tensor(train_idx)[torch.randperm(len(train_idx), generator=generator)]
-            running = 0.0
+            running, running_auxiliary = 0.0, 0.0
             for start in range(0, len(order), batch_size):
                 batch_idx = order[start:start + batch_size]
                 batch = _augmented_batch(images, batch_idx, transforms).to(torch_device)
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=torch_device.type, dtype=torch.float16, enabled=amp):
                     batch_labels = labels[batch_idx].to(torch_device)
-                    loss = loss_fn(network(batch).float(), batch_labels)
-                    if supervision is not None:
-                        loss = loss + supervision.loss(loss_fn, batch_labels)
+                    main_loss = loss_fn(network(batch).float(), batch_labels)
+                    auxiliary_loss = supervision.loss(loss_fn, batch_labels) if supervision is not None else None
+                    loss = main_loss if auxiliary_loss is None else main_loss + auxiliary_loss
                 scaler.scale(loss).backward()
                 if max_grad_norm is not None:
                     scaler.unscale_(optimizer)
@@ -221,14 +222,18 @@ def train_model(
                 scaler.update()
                 epoch_lr = optimizer.param_groups[0]["lr"]
                 schedule.step()
-                running += float(loss.detach()) * len(batch_idx)
+                running += float(main_loss.detach()) * len(batch_idx)
+                if auxiliary_loss is not None:
+                    running_auxiliary += float(auxiliary_loss.detach()) * len(batch_idx)
             val_loss, probabilities = _evaluate(
                 network, images[val_idx], labels[val_idx], loss_fn=loss_fn, batch_size=batch_size, device=torch_device, amp=amp,
             )
             scores = classification_metrics(probabilities, targets[val_idx], classes=class_names)
             auc = scores["auc"] if not math.isnan(scores["auc"]) else -math.inf
             history.append({
-                "epoch": epoch, "lr": epoch_lr, "train_loss": running / len(train_idx), "val_loss": val_loss, "val_auc": scores["auc"],
+                "epoch": epoch, "lr": epoch_lr, "train_loss": running / len(train_idx),
+                "train_auxiliary_loss": running_auxiliary / len(train_idx) if supervision is not None else "",
+                "val_loss": val_loss, "val_auc": scores["auc"],
                 "val_f1": scores["f1_macro"], "val_accuracy": scores["accuracy"],
                 "seconds": time.perf_counter() - epoch_start,
             })

@@ -1,6 +1,7 @@
 """Deep supervision of GP networks: a training-only auxiliary classifier on the encoder's deepest features."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def test_the_head_is_not_part_of_the_saved_model(tmp_path: Path) -> None:
     for name, weight in (("supervised", 0.5), ("plain", 0.0)):
         info = json.loads((tmp_path / name / "medxai-model.json").read_text())
         assert info["training"]["deep_supervision"] == weight
+        with open(tmp_path / name / "metrics.csv", newline="") as handle:
+            auxiliary = [row["train_auxiliary_loss"] for row in csv.DictReader(handle)]
+        assert all(float(value) > 0 for value in auxiliary) if weight else auxiliary == ["", ""]
         model = load_model(tmp_path / name)  # strict load into the plain architecture
         assert set(model.network.state_dict()) == set(fresh.state_dict())
     assert load_model(tmp_path / "supervised").sha256 != load_model(tmp_path / "plain").sha256
