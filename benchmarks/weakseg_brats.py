@@ -116,6 +116,7 @@ def main() -> None:
                         test_patients=list(test_patients), train_seconds=round(train_s, 1),
                         patches=sum(1 for _ in open(labels)) - 1, epochs_run=trained["epochs_run"],
                         patch_val_auc=trained["val_auc"], lr=args.lr, epochs=epochs,
+                        deep_supervision=trained["deep_supervision"],
                         wall_seconds_so_far=round(time.perf_counter() - started_all, 1), machine=machine(), **entry,
                     ))
                 write_results(args.out, records)

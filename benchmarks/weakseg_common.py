@@ -92,11 +92,23 @@ def scores_for(items: Sequence[Mapped], rule: ThresholdRule, *, keep_largest: bo
     return rows
 
 
+def median_ci95(values: Sequence[float], *, seed: int = 0) -> list[float] | None:
+    """Percentile-bootstrap 95 % interval of the median (scipy.stats.bootstrap, 2000 resamples)."""
+    from scipy.stats import bootstrap
+
+    if len(values) < 2:
+        return None
+    result = bootstrap((np.asarray(values, dtype=float),), np.median, n_resamples=2000, method="percentile",
+                       random_state=np.random.default_rng(seed))
+    return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+
+
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     dices = [r["dice"] for r in rows]
     hd = [r["hd95_mm"] for r in rows if np.isfinite(r["hd95_mm"])]
     return {
-        "n_cases": len(rows), "median_dice": float(np.median(dices)), "mean_dice": float(np.mean(dices)),
+        "n_cases": len(rows), "median_dice": float(np.median(dices)), "median_dice_ci95": median_ci95(dices),
+        "cases_dice_at_least_0.75": sum(d >= 0.75 for d in dices), "mean_dice": float(np.mean(dices)),
         "q1_dice": float(np.percentile(dices, 25)), "q3_dice": float(np.percentile(dices, 75)),
         "median_iou": float(np.median([r["iou"] for r in rows])),
         "median_hd95_mm": float(np.median(hd)) if hd else None,

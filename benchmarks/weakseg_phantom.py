@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=float, default=0.0, help="linear learning-rate warm-up (epochs)")
     parser.add_argument("--deep-supervision", type=float, default=None,
                         help="GP networks' auxiliary-classifier weight (default: train's, 0.5; 0 = off)")
+    parser.add_argument("--negative-class", default=None, help="GP networks: give this class a flat map (e.g. normal)")
     parser.add_argument("--size", type=int, default=32, help="model grid (voxels per axis; phantoms are 64^3)")
     parser.add_argument("--train-cases", type=int, default=200)
     parser.add_argument("--val-cases", type=int, default=24)
@@ -57,6 +58,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
     parser.add_argument("--models", default=",".join(arch for arch, _, _ in MODELS),
                         help="comma-separated subset of the models to train (run them in parallel processes on a shared --work)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="evaluate the models already trained in --work (their training settings come from their model directories)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # training's per-epoch lines
@@ -72,12 +75,20 @@ def main() -> None:
     chosen = args.models.split(",")
     for arch, task, methods in (m for m in MODELS if m[0] in chosen):
         started = time.perf_counter()
-        trained = train_model(cohorts["train"], work / arch, arch=arch, task=task, epochs=epochs, batch_size=args.batch_size,
-                              lr=args.lr, spatial_size=args.size, device="cpu", patience=epochs, seed=0,
-                              max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs,
-                              deep_supervision=args.deep_supervision if task == "weakseg" else None)
-        train_s = time.perf_counter() - started
-        model = load_model(work / arch)
+        if args.reuse:
+            model = load_model(work / arch)
+            training = model.info["training"]
+            trained = {"val_auc": model.info["metrics"]["val_auc"], **training}
+            train_s = training["seconds"]
+        else:
+            trained = train_model(cohorts["train"], work / arch, arch=arch, task=task, epochs=epochs, batch_size=args.batch_size,
+                                  lr=args.lr, spatial_size=args.size, device="cpu", patience=epochs, seed=0,
+                                  max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs,
+                                  deep_supervision=args.deep_supervision if task == "weakseg" else None,
+                                  negative_class=args.negative_class if task == "weakseg" else None)
+            train_s = time.perf_counter() - started
+            model = load_model(work / arch)
+            training = model.info["training"]
         test_classification = classification(predictions(model, test_cases), positive="lesion")
         for method in methods:
             for target in ("lesion", "predicted"):
@@ -87,8 +98,10 @@ def main() -> None:
                     records.append(record(
                         "weakseg_phantom", f"{arch}/{method}", f"64^3 phantoms, model grid {args.size}^3",
                         [m.seconds for m in test], target=target, train_seconds=round(train_s, 1),
-                        epochs=epochs, lr=args.lr, max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs,
-                        deep_supervision=trained["deep_supervision"], epochs_run=trained["epochs_run"], best_epoch=trained["best_epoch"],
+                        epochs=training["epochs"], lr=training["lr"], max_grad_norm=training["max_grad_norm"],
+                        warmup_epochs=training.get("warmup_epochs", 0.0), deep_supervision=training.get("deep_supervision", 0.0),
+                        negative_class=training.get("negative_class"),
+                        reused_model=args.reuse, epochs_run=trained["epochs_run"], best_epoch=trained["best_epoch"],
                         val_auc_training=trained["val_auc"], test_classification=test_classification,
                         cohorts={"train": cases[0], "validation": cases[1], "test": cases[2],
                                  "validation_lesion_cases": len(val_lesions), "test_lesion_cases": len(test_lesions)},

@@ -73,6 +73,7 @@ def register(app: typer.Typer) -> None:
         warmup_epochs: float = typer.Option(0.0, "--warmup-epochs", help="Ramp the learning rate up linearly over this many epochs (default: none)."),
         pooling: Optional[str] = typer.Option(None, "--pooling", help="weakseg only: pool the class maps by 'max' or 'lse:R' (log-sum-exp, sharpness R; default lse:10 for gp-unet, max for the others)."),
         deep_supervision: Optional[float] = typer.Option(None, "--deep-supervision", help="weakseg only: weight of a training-only auxiliary classifier on the encoder (default 0.5; 0 = off)."),
+        negative_class: Optional[str] = typer.Option(None, "--negative-class", help="weakseg only: the class that is the absence of a finding (e.g. normal) gets a flat map (default: every class its own map)."),
         json_output: bool = typer.Option(False, "--json", help="Print the training summary as JSON."),
     ) -> None:
         """Train a MONAI 3D classifier (stratified split, class weights, augmentation, early stopping on AUC)."""
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
                 val_fraction=val_fraction, seed=seed, spatial_size=parse_spatial_size(spatial_size),
                 spacing=parse_spacing(spacing), device=device, patience=patience, intensity=intensity,
                 max_grad_norm=max_grad_norm, warmup_epochs=warmup_epochs, pooling=pooling,
-                deep_supervision=deep_supervision, progress=callback,
+                deep_supervision=deep_supervision, negative_class=negative_class, progress=callback,
             )
         if json_output:
             console.print_json(summary)

@@ -139,6 +139,7 @@ def write_model_files(
         # the pooling decides the logits from the maps but has no weights: record it, so that a later change
         # of the architecture's default cannot silently change a saved model's predictions
         arch_kwargs["pooling_sharpness"] = network.sharpness
+        arch_kwargs["negative_class"] = network.negative_class  # a flat map's index: its level is a weight
     info = {
         "format": FORMAT,
         "arch": arch,
@@ -263,6 +264,11 @@ def _load_medxai_dir(folder: Path, device: torch.device) -> LoadedModel:
         )
         if isinstance(network, GlobalMaxPoolingNetwork) and "pooling_sharpness" in kwargs:
             network.set_sharpness(kwargs["pooling_sharpness"])
+        if isinstance(network, GlobalMaxPoolingNetwork) and kwargs.get("negative_class") is not None:
+            index = int(kwargs["negative_class"])
+            if not 0 <= index < int(kwargs["num_classes"]):
+                raise ValueError(f"negative_class {index} is not one of the {kwargs['num_classes']} classes")
+            network.set_negative_class(index)
     except (ConfigError, KeyError, TypeError, ValueError) as error:
         raise InvalidInputError(getattr(error, "problem", str(error)), path=folder / MODEL_JSON) from None
     try:

@@ -126,7 +126,7 @@ def train_model(
     spatial_size: int | Sequence[int] = 64, spacing: Sequence[float] | None = None, device: str = "auto",
     patience: int = 10, intensity: str = "zscore", classes: Sequence[str] | None = None,
     max_grad_norm: float | None = None, warmup_epochs: float = 0.0, pooling: str | None = None,
-    deep_supervision: float | None = None, progress: Progress | None = None,
+    deep_supervision: float | None = None, negative_class: str | None = None, progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on the cohort ``data`` (folder with ``labels.csv`` or the CSV) and write ``out_dir``.
 
@@ -137,6 +137,7 @@ def train_model(
     weakly-supervised network's default pooling of its class maps (``medxai.models.weakseg.base``).
     ``deep_supervision`` weighs the loss of a training-only auxiliary classifier on a weakly-supervised
     network's encoder (``medxai.models.weakseg.deep_supervision``; None: 0.5 for those networks, 0 = off).
+    ``negative_class`` (weakly-supervised networks) gives that class, the absence of a finding, a flat map.
 
     Returns a summary: best epoch, validation AUC/F1/accuracy/confusion matrix, split sizes, wall time."""
     started = time.perf_counter()
@@ -149,8 +150,9 @@ def train_model(
         raise ConfigError(f"the gradient-norm clip must be positive, got {max_grad_norm}")
     if not 0 <= warmup_epochs < epochs:
         raise ConfigError(f"the warm-up must be at least 0 and shorter than the {epochs} epochs, got {warmup_epochs}")
-    if pooling is not None and spec.task != "weakseg":
-        raise ConfigError(f"--pooling applies to the weakly-supervised architectures, not to {arch!r}")
+    for option, value in (("--pooling", pooling), ("--negative-class", negative_class)):
+        if value is not None and spec.task != "weakseg":
+            raise ConfigError(f"{option} applies to the weakly-supervised architectures, not to {arch!r}")
     sharpness = None if pooling is None else parse_pooling(pooling)
     if deep_supervision is not None and (deep_supervision < 0 or (deep_supervision > 0 and spec.task != "weakseg")):
         raise ConfigError(f"deep supervision is a weight >= 0 for the weakly-supervised architectures, got "
@@ -163,6 +165,9 @@ def train_model(
     if unknown:
         raise ConfigError(f"labels not among the given classes: {', '.join(unknown)}", path=labelled.csv_path)
     targets = np.array([class_names.index(label) for label in labelled.labels])
+    if negative_class is not None and negative_class not in class_names:
+        raise ConfigError(f"negative class {negative_class!r} is not one of the classes ({', '.join(class_names)})",
+                          path=labelled.csv_path)
     size = (int(spatial_size),) * 3 if isinstance(spatial_size, int) else tuple(int(s) for s in spatial_size)
     channels = ("image",) if labelled.channel_count == 1 else tuple(f"channel_{i}" for i in range(labelled.channel_count))
     config = PreprocessingConfig(
@@ -177,6 +182,8 @@ def train_model(
         network = build_network(arch, in_channels=config.in_channels, num_classes=len(class_names), spatial_size=size)
         if pooling is not None:
             network.set_sharpness(sharpness)
+        if negative_class is not None:
+            network.set_negative_class(class_names.index(negative_class))
         supervised = getattr(network, "encoder_layer", None) is not None
         if deep_supervision is None:
             deep_supervision = DEFAULT_SUPERVISION_WEIGHT if supervised else 0.0
@@ -270,7 +277,7 @@ def train_model(
         "checkpoint": f"best validation AUC; epochs within {AUC_TIE} of it: lowest validation loss",
         "batch_size": batch_size, "lr": lr, "optimizer": "AdamW(weight_decay=1e-4), cosine LR decay over --epochs", "max_grad_norm": max_grad_norm,
         "warmup_epochs": warmup_epochs, "pooling": pooling or "architecture default",
-        "deep_supervision": deep_supervision,
+        "deep_supervision": deep_supervision, "negative_class": negative_class,
         "val_fraction": val_fraction,
         "split": "stratified, by group column" if labelled.groups else "stratified by case", "seed": seed,
         "device": torch_device.type, "mixed_precision": amp, "class_weights": "inverse frequency",

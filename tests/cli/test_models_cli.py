@@ -75,18 +75,20 @@ def test_bad_training_input_is_one_line(cli, tmp_path: Path) -> None:
 
 
 def test_pooling_chosen_at_training_is_what_predict_uses(cli, tmp_path: Path) -> None:
-    """``medxai train --pooling max`` on a GP-UNet: the model directory records max pooling and ``medxai
-    predict`` gives the softmax of the class maps' maxima (not of the default log-sum-exp pooling)."""
+    """``medxai train --pooling max --negative-class normal`` on a GP-UNet: the model directory records both and
+    ``medxai predict`` gives the softmax of the class maps' maxima (not of the default log-sum-exp pooling)."""
     from medxai.io.readers import read_volume
     from medxai.models.model_dir import load_model
 
     labels = write_sphere_cohort(tmp_path / "data", cases=8, size=24, seed=2)
     model = tmp_path / "model"
     trained = cli("train", labels, "-o", model, "--task", "weakseg", "--arch", "gp-unet", "--pooling", "max",
-                  "--epochs", "2", "--spatial-size", "24", "--val-fraction", "0.25", "--device", "cpu")
+                  "--negative-class", "normal", "--epochs", "2", "--spatial-size", "24", "--val-fraction", "0.25",
+                  "--device", "cpu")
     assert trained.exit_code == 0, trained.stderr
     info = json.loads((model / "medxai-model.json").read_text())
     assert info["arch_kwargs"]["pooling_sharpness"] is None and info["training"]["pooling"] == "max"
+    assert info["arch_kwargs"]["negative_class"] == info["classes"].index("normal")
 
     scan = sorted((tmp_path / "data" / "images").glob("*.nii.gz"))[0]
     predicted = cli("predict", model, scan, "--json")

@@ -66,3 +66,20 @@ def test_deep_supervision_is_refused_where_it_does_not_apply(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="weight >= 0"):
         train_model(labels, tmp_path / "m", arch="gp-unet", task="weakseg", deep_supervision=-1.0, epochs=1, spatial_size=24)
     assert not (tmp_path / "m").exists()
+
+
+def test_training_with_a_flat_negative_class(tmp_path: Path) -> None:
+    labels = write_sphere_cohort(tmp_path / "data", cases=8, size=24, seed=2)
+    common = dict(arch="gp-unet", task="weakseg", epochs=1, batch_size=4, spatial_size=24, val_fraction=0.25, device="cpu")
+    train_model(labels, tmp_path / "m", negative_class="normal", **common)
+    info = json.loads((tmp_path / "m" / "medxai-model.json").read_text())
+    assert info["training"]["negative_class"] == "normal" and info["arch_kwargs"]["negative_class"] == 1
+    model = load_model(tmp_path / "m")
+    with torch.no_grad():
+        maps = model.network.heatmaps(torch.randn(1, 1, 24, 24, 24))
+    assert int(torch.unique(maps[0, 1]).numel()) == 1 and float(maps[0, 0].std()) > 0
+    with pytest.raises(ConfigError, match="not one of the classes"):
+        train_model(labels, tmp_path / "n", negative_class="benign", **common)
+    with pytest.raises(ConfigError, match="--negative-class applies to the weakly-supervised"):
+        train_model(labels, tmp_path / "n", arch="tiny", negative_class="normal", epochs=1, spatial_size=24)
+    assert not (tmp_path / "n").exists()

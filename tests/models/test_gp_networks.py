@@ -87,3 +87,24 @@ def test_log_sum_exp_pooling_tends_to_max_pooling_and_spreads_the_gradient() -> 
     assert float(grads[0][2:4, 2:4, 2:4].sum()) > float(grads[0][6, 6, 6])
     with pytest.raises(ValueError):
         GlobalMaxPoolingNetwork(torch.nn.Identity(), divisor=1, sharpness=0.0)
+
+
+@pytest.mark.parametrize("arch", GP_ARCHS)
+def test_a_flat_negative_class_map_is_one_learnt_level(arch: str) -> None:
+    """The negative class's map is its learnt level everywhere (so its logit is that level under either
+    pooling), the other maps are the backbone's own, and the level is a weight that training moves."""
+    torch.manual_seed(0)
+    network = build_network(arch, in_channels=1, num_classes=3, spatial_size=(16, 16, 16)).eval()
+    x = torch.randn(2, 1, 16, 12, 20)
+    with torch.no_grad():
+        before = network.heatmaps(x)
+        network.set_negative_class(1)
+        network.negative_level.fill_(-0.7)
+        maps, logits = network.heatmaps(x), network(x)
+    assert torch.equal(maps[:, [0, 2]], before[:, [0, 2]])
+    assert bool((maps[:, 1] == torch.tensor(-0.7)).all())
+    torch.testing.assert_close(logits[:, 1], torch.full((2,), -0.7))
+    network(x)[:, 1].sum().backward()
+    assert float(network.negative_level.grad) == pytest.approx(2.0)  # d(logit)/d(level) = 1 per sample
+    network.set_negative_class(None)
+    assert "negative_level" not in network.state_dict()

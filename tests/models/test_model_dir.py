@@ -142,3 +142,23 @@ def test_a_gp_model_keeps_the_pooling_it_was_saved_with(tmp_path: Path, sharpnes
     (tmp_path / "model" / MODEL_JSON).write_text(json.dumps(description))
     with pytest.raises(InvalidInputError, match="sharpness must be positive"):
         load_model(tmp_path / "model")
+
+
+def test_a_gp_model_keeps_its_flat_negative_class(tmp_path: Path) -> None:
+    torch.manual_seed(4)
+    network = build_network("gp-unet", in_channels=2, num_classes=3, spatial_size=(16, 16, 16))
+    network.set_negative_class(2)
+    with torch.no_grad():
+        network.negative_level.fill_(1.25)
+    save_model_dir(tmp_path / "model", network=network, arch="gp-unet", classes=["a", "b", "normal"], task="weakseg",
+                   preprocessing=CONFIG, training={"epochs": 1}, metrics={})
+    loaded = load_model(tmp_path / "model")
+    assert loaded.network.negative_class == 2 and float(loaded.network.negative_level) == 1.25
+    x = torch.randn(1, 2, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(network.eval()(x), loaded.network(x))
+    description = json.loads((tmp_path / "model" / MODEL_JSON).read_text())
+    description["arch_kwargs"]["negative_class"] = 3
+    (tmp_path / "model" / MODEL_JSON).write_text(json.dumps(description))
+    with pytest.raises(InvalidInputError, match="negative_class 3 is not one of the 3 classes"):
+        load_model(tmp_path / "model")
