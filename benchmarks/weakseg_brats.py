@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=25, help="patches per class per patient")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="gp-unet,tiny", help="comma-separated subset of the models to train")
+    parser.add_argument("--negative-class", default=None, help="GP networks: give this class a flat map (e.g. normal)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -103,7 +104,8 @@ def main() -> None:
         for arch, task, methods in (m for m in MODELS if m[0] in args.models.split(",")):
             started = time.perf_counter()
             trained = train_model(labels, fold / arch, arch=arch, task=task, epochs=epochs, batch_size=8, lr=args.lr,
-                                  spatial_size=32, intensity="none", device="cpu", patience=epochs, seed=0)
+                                  spatial_size=32, intensity="none", device="cpu", patience=epochs, seed=0,
+                                  negative_class=args.negative_class if task == "weakseg" else None)
             train_s = time.perf_counter() - started
             model = load_model(whole_brain_model(fold / arch, fold / f"{arch}-whole"))
             for method in methods:
@@ -117,6 +119,7 @@ def main() -> None:
                         patches=sum(1 for _ in open(labels)) - 1, epochs_run=trained["epochs_run"],
                         patch_val_auc=trained["val_auc"], lr=args.lr, epochs=epochs,
                         deep_supervision=trained["deep_supervision"],
+                        negative_class=args.negative_class if task == "weakseg" else None,
                         wall_seconds_so_far=round(time.perf_counter() - started_all, 1), machine=machine(), **entry,
                     ))
                 write_results(args.out, records)
