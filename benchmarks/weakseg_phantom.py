@@ -27,7 +27,9 @@ from medxai.segmentation.segment import collect_inputs
 from medxai.synthetic import make_cohort
 
 RESULTS = Path(__file__).resolve().parent / "results" / "weakseg_phantom.json"
-MODELS = (("gp-unet", "weakseg", ("own",)), ("tiny", "classification", ("gradcam", "smoothgrad")))
+MODELS = (("gp-unet", "weakseg", ("own",)), ("tiny", "classification", ("gradcam", "smoothgrad")),
+          ("gp-shuffleunet", "weakseg", ("own",)), ("gp-reconresnet", "weakseg", ("own",)))
+DEFAULT_MODELS = "gp-unet,tiny"
 
 
 def cohort(folder: Path, *, cases: int, seed: int) -> Path:
@@ -56,7 +58,7 @@ def main() -> None:
     parser.add_argument("--val-cases", type=int, default=24)
     parser.add_argument("--test-cases", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
-    parser.add_argument("--models", default=",".join(arch for arch, _, _ in MODELS),
+    parser.add_argument("--models", default=DEFAULT_MODELS,
                         help="comma-separated subset of the models to train (run them in parallel processes on a shared --work)")
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate the models already trained in --work (their training settings come from their model directories)")
