@@ -3,8 +3,10 @@
 medxai: read the scan and the lesion once, build the shells (EDT), extract all 7 regions from the one
 loaded image. Peer: PyRadiomics' own extractor run on the same 7 region masks as files (what its batch
 mode does: each region reads the image again), and PyRadiomics with image and masks already in memory
-(its compute alone: the floor of what PyRadiomics does). Same parameter file for all. Writes
-``benchmarks/results/radiomics_speed.json``. Run: ``.venv/bin/python benchmarks/radiomics_speed.py``.
+(its compute alone: the floor of what PyRadiomics does). Same parameter file for all. Then the cohort
+throughput of ``medxai radiomics extract MANIFEST --workers N`` over the PyRadiomics reference cases with 1 and
+2 worker processes (cases per minute, scaling efficiency). Writes ``benchmarks/results/radiomics_speed.json``.
+Run: ``.venv/bin/python benchmarks/radiomics_speed.py [--params ct] [--workers 1 2]``.
 """
 from __future__ import annotations
 
@@ -13,12 +15,15 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTANCES = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
+COHORT = ("brain1", "brain2", "breast1", "lung1", "lung2")  # PyRadiomics' reference cases
 
 
 def _ours(image_path: Path, mask_path: Path, params: str) -> float:
@@ -76,12 +81,54 @@ def _region_files(image_path: Path, mask_path: Path, folder: Path) -> list[Path]
     return files
 
 
+def _cohort_seconds(data: Path, params: str, workers: int, folder: Path) -> float:
+    """Wall time of one ``medxai radiomics extract`` over the reference cases (lesion + 6 shells each)."""
+    manifest = folder / "cohort.csv"
+    rows = [f"{case},{data / 'pyradiomics' / f'{case}_image.nrrd'},{data / 'pyradiomics' / f'{case}_label.nrrd'}" for case in COHORT]
+    manifest.write_text("case_id,image,mask\n" + "\n".join(rows) + "\n")
+    out = folder / f"features_{workers}.csv"
+    command = [sys.executable, "-m", "medxai", "radiomics", "extract", str(manifest), "-o", str(out),
+               "--params", params, "--workers", str(workers), "--work-dir", str(folder / f"parts_{workers}")]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def cohort_records(data: Path, params: str, workers: tuple[int, ...]) -> list[dict]:
+    """One record per worker count: cases per minute, and against the first count (1 worker) the time
+    ratio and the scaling efficiency (speed-up / added workers)."""
+    seconds = {}
+    for n in workers:
+        with tempfile.TemporaryDirectory() as folder:
+            seconds[n] = _cohort_seconds(data, params, n, Path(folder))
+    first = workers[0]
+    records = []
+    for n, wall in seconds.items():
+        record = {
+            "name": f"radiomics_cohort_{len(COHORT)}_cases_{Path(params).stem}_{n}_workers",
+            "method": f"medxai radiomics extract MANIFEST --workers {n} (lesion + 6 shells per case, parallel over cases)",
+            "size": f"{len(COHORT)} PyRadiomics reference cases",
+            "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
+            "median_s": wall,
+            "cases_per_minute": round(60 * len(COHORT) / wall, 2),
+            "params": Path(params).name if Path(params).suffix else f"{params} preset",
+            "repeats": 1,
+            "load_average_1min": os.getloadavg()[0],
+        }
+        if n != first:
+            record.update(peer=f"the same with --workers {first}", peer_median_s=seconds[first],
+                          ratio_to_peer=wall / seconds[first], scaling_efficiency=seconds[first] * first / (wall * n))
+        records.append(record)
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("MEDXAI_TEST_DATA", ROOT.parent / "shared" / "data")))
     parser.add_argument("--case", default="lung1")
     parser.add_argument("--params", default="ct")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts for the cohort run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "radiomics_speed.json")
     args = parser.parse_args()
     image_path = args.data / "pyradiomics" / f"{args.case}_image.nrrd"
@@ -112,11 +159,12 @@ def main() -> None:
         "repeats": args.repeats,
         "load_average_1min": os.getloadavg()[0],
     }
+    fresh = [record, *cohort_records(args.data, args.params, tuple(args.workers))]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    records = json.loads(args.out.read_text()) if args.out.is_file() else []
-    records = [r for r in records if r.get("name") != record["name"]] + [record]
-    args.out.write_text(json.dumps(records, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+    names = {r["name"] for r in fresh}
+    records = [r for r in (json.loads(args.out.read_text()) if args.out.is_file() else []) if r.get("name") not in names]
+    args.out.write_text(json.dumps(records + fresh, indent=2) + "\n")
+    print(json.dumps(fresh, indent=2))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--warmup-epochs", type=float, default=0.0, help="linear learning-rate warm-up (epochs)")
     parser.add_argument("--deep-supervision", type=float, default=None,
                         help="GP networks' auxiliary-classifier weight (default: train's, 0.5; 0 = off)")
+    parser.add_argument("--pooling", default=None, help="GP networks: max or lse:R (default: the architecture's)")
     parser.add_argument("--negative-class", default=None, help="GP networks: give this class a flat map (e.g. normal)")
     parser.add_argument("--size", type=int, default=32, help="model grid (voxels per axis; phantoms are 64^3)")
     parser.add_argument("--train-cases", type=int, default=200)
@@ -87,7 +88,8 @@ def main() -> None:
                                   lr=args.lr, spatial_size=args.size, device="cpu", patience=epochs, seed=0,
                                   max_grad_norm=args.max_grad_norm, warmup_epochs=args.warmup_epochs,
                                   deep_supervision=args.deep_supervision if task == "weakseg" else None,
-                                  negative_class=args.negative_class if task == "weakseg" else None)
+                                  negative_class=args.negative_class if task == "weakseg" else None,
+                                  pooling=args.pooling if task == "weakseg" else None)
             train_s = time.perf_counter() - started
             model = load_model(work / arch)
             training = model.info["training"]
@@ -102,7 +104,7 @@ def main() -> None:
                         [m.seconds for m in test], target=target, train_seconds=round(train_s, 1),
                         epochs=training["epochs"], lr=training["lr"], max_grad_norm=training["max_grad_norm"],
                         warmup_epochs=training.get("warmup_epochs", 0.0), deep_supervision=training.get("deep_supervision", 0.0),
-                        negative_class=training.get("negative_class"),
+                        negative_class=training.get("negative_class"), pooling=training.get("pooling"),
                         reused_model=args.reuse, epochs_run=trained["epochs_run"], best_epoch=trained["best_epoch"],
                         val_auc_training=trained["val_auc"], test_classification=test_classification,
                         cohorts={"train": cases[0], "validation": cases[1], "test": cases[2],
