@@ -81,10 +81,12 @@ def _region_files(image_path: Path, mask_path: Path, folder: Path) -> list[Path]
     return files
 
 
-def _cohort_seconds(data: Path, params: str, workers: int, folder: Path) -> float:
-    """Wall time of one ``medxai radiomics extract`` over the reference cases (lesion + 6 shells each)."""
+def _cohort_seconds(data: Path, params: str, workers: int, folder: Path, copies: int) -> float:
+    """Wall time of one ``medxai radiomics extract`` over ``copies`` copies of the reference cases (lesion + 6
+    shells each; copies even out the cases' sizes, so the figure measures parallelism, not one long case)."""
     manifest = folder / "cohort.csv"
-    rows = [f"{case},{data / 'pyradiomics' / f'{case}_image.nrrd'},{data / 'pyradiomics' / f'{case}_label.nrrd'}" for case in COHORT]
+    rows = [f"{case}_{k},{data / 'pyradiomics' / f'{case}_image.nrrd'},{data / 'pyradiomics' / f'{case}_label.nrrd'}"
+            for k in range(copies) for case in COHORT]
     manifest.write_text("case_id,image,mask\n" + "\n".join(rows) + "\n")
     out = folder / f"features_{workers}.csv"
     command = [sys.executable, "-m", "medxai", "radiomics", "extract", str(manifest), "-o", str(out),
@@ -94,23 +96,23 @@ def _cohort_seconds(data: Path, params: str, workers: int, folder: Path) -> floa
     return time.perf_counter() - start
 
 
-def cohort_records(data: Path, params: str, workers: tuple[int, ...]) -> list[dict]:
+def cohort_records(data: Path, params: str, workers: tuple[int, ...], copies: int) -> list[dict]:
     """One record per worker count: cases per minute, and against the first count (1 worker) the time
     ratio and the scaling efficiency (speed-up / added workers)."""
     seconds = {}
     for n in workers:
         with tempfile.TemporaryDirectory() as folder:
-            seconds[n] = _cohort_seconds(data, params, n, Path(folder))
-    first = workers[0]
+            seconds[n] = _cohort_seconds(data, params, n, Path(folder), copies)
+    first, cases = workers[0], copies * len(COHORT)
     records = []
     for n, wall in seconds.items():
         record = {
-            "name": f"radiomics_cohort_{len(COHORT)}_cases_{Path(params).stem}_{n}_workers",
+            "name": f"radiomics_cohort_{cases}_cases_{Path(params).stem}_{n}_workers",
             "method": f"medxai radiomics extract MANIFEST --workers {n} (lesion + 6 shells per case, parallel over cases)",
-            "size": f"{len(COHORT)} PyRadiomics reference cases",
+            "size": f"{copies} x the {len(COHORT)} PyRadiomics reference cases",
             "device": f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
             "median_s": wall,
-            "cases_per_minute": round(60 * len(COHORT) / wall, 2),
+            "cases_per_minute": round(60 * cases / wall, 2),
             "params": Path(params).name if Path(params).suffix else f"{params} preset",
             "repeats": 1,
             "load_average_1min": os.getloadavg()[0],
@@ -129,6 +131,7 @@ def main() -> None:
     parser.add_argument("--params", default="ct")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts for the cohort run")
+    parser.add_argument("--copies", type=int, default=4, help="copies of the reference cases in the cohort run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "radiomics_speed.json")
     args = parser.parse_args()
     image_path = args.data / "pyradiomics" / f"{args.case}_image.nrrd"
@@ -159,7 +162,7 @@ def main() -> None:
         "repeats": args.repeats,
         "load_average_1min": os.getloadavg()[0],
     }
-    fresh = [record, *cohort_records(args.data, args.params, tuple(args.workers))]
+    fresh = [record, *cohort_records(args.data, args.params, tuple(args.workers), args.copies)]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     names = {r["name"] for r in fresh}
     records = [r for r in (json.loads(args.out.read_text()) if args.out.is_file() else []) if r.get("name") not in names]
