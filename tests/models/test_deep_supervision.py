@@ -1,4 +1,4 @@
-"""Deep supervision of GP networks: a training-only auxiliary classifier on the encoder's deepest features."""
+"""Deep supervision of GP networks: a training-only auxiliary classifier on an encoder level's features."""
 from __future__ import annotations
 
 import csv

@@ -51,13 +51,13 @@ class GlobalMaxPoolingNetwork(nn.Module):
     logits ``(N, K)``, the global maximum of each map (or its log-sum-exp mean with ``sharpness``). Inputs whose sizes are not multiples of
     ``divisor`` (the backbone's total down-sampling) are padded at the far end by edge replication and
     the maps cropped back, so any size works (odd, anisotropic). ``encoder_layer`` names the module (inside
-    ``backbone``) whose ``encoder_channels`` features end the encoder (None: no deep supervision).
+    ``backbone``) whose ``encoder_channels`` features deep supervision reads (None: no deep supervision).
     """
 
     def __init__(self, backbone: nn.Module, *, divisor: int, sharpness: float | None = None,
                  encoder_layer: str | None = None, encoder_channels: int = 0) -> None:
         super().__init__()
-        # the backbone's deepest encoder features (module path inside ``backbone``, channels): what
+        # an encoder level's features (module path inside ``backbone``, channels): what
         # training's deep supervision (``deep_supervision.py``) feeds its auxiliary classifier
         self.encoder_layer = encoder_layer
         self.encoder_channels = int(encoder_channels)

@@ -3,9 +3,10 @@
 A GP network's logit is a pooled voxel map, so at a random start every voxel gets about ``1/N`` of the loss
 gradient and a lesion of 0.1-1.6 % of the voxels carries almost none of it: on the presence phantoms the
 GP-UNet sat at chance (loss 0.693) for 7-30 epochs, or fell back there after leaving it, at every learning
-rate, warm-up and cohort size tried (README, weakly-supervised segmentation). A small CNN head on the
-encoder's deepest features, trained on the same image labels beside the GP loss, gives those features a
-strong, early signal (the plain CNNs learn the task in a few epochs); the pooled map then learns on top of
+rate, warm-up and cohort size tried (README, weakly-supervised segmentation). A small CNN head on a
+shallow encoder level's features (each architecture names it; at the deepest level of a 32^3 GP-ShuffleUNet,
+4^3, a lesion is ~1 voxel and the head did not learn), trained on the same image labels beside the GP loss,
+gives those features a strong, early signal (the plain CNNs learn the task in a few epochs); the pooled map then learns on top of
 lesion-sensitive features. Measured on 400 phantoms at 32^3: validation AUC 0.88 at epoch 3 and 0.97 at
 epoch 12 with the head (weight 0.5), 0.35-0.61 over the first 7 epochs without it.
 
