@@ -97,8 +97,8 @@ def _cohort_seconds(data: Path, params: str, workers: int, folder: Path, copies:
 
 
 def cohort_records(data: Path, params: str, workers: tuple[int, ...], copies: int) -> list[dict]:
-    """One record per worker count: cases per minute, and against the first count (1 worker) the time
-    ratio and the scaling efficiency (speed-up / added workers)."""
+    """One record per worker count (one run each): cases per minute, and against the first count (1 worker)
+    the time ratio and the scaling efficiency (the speed-up over it divided by the ratio of workers)."""
     seconds = {}
     for n in workers:
         with tempfile.TemporaryDirectory() as folder:
