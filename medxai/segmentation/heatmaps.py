@@ -76,11 +76,15 @@ def class_map(
     probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
     predicted = int(np.argmax(probabilities))
     index = _target_index(model.classes, target, predicted)
+    flat_class = getattr(network, "negative_class", None)  # trained with --negative-class: one level, no map
     diagnostics: dict[str, Any] = {}
     if method == OWN:
         if not has_heatmaps(network):
             raise ConfigError(f"method 'own' needs a model with its own class heatmaps (--arch gp-unet, gp-shuffleunet, "
                               f"gp-reconresnet); this one is {model.arch!r}: use a post-hoc method such as gradcam")
+        if target != "predicted" and index == flat_class:
+            raise ConfigError(f"class {target!r} has no map of its own in this model (trained with --negative-class "
+                              f"{target}): segment another class, or --target predicted")
         with torch.no_grad():
             model_map = network.heatmaps(inputs)[0, index].float().cpu().numpy()
     else:
@@ -90,6 +94,8 @@ def class_map(
     empty = None
     if target == "predicted" and negative_class is not None and name == negative_class:
         empty = f"predicted class is the negative class {negative_class!r}"
+    elif target == "predicted" and method == OWN and index == flat_class:
+        empty = f"predicted class {name!r} is the model's flat class (the absence of a finding)"
     return ClassMap(
         model_map=model_map, heatmap=heatmap.with_data(heatmap.data.astype(np.float32)),
         predicted=model.classes[predicted], probabilities={c: float(p) for c, p in zip(model.classes, probabilities)},
