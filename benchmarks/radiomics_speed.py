@@ -11,6 +11,7 @@ Run: ``.venv/bin/python benchmarks/radiomics_speed.py [--params ct] [--workers 1
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -85,9 +86,12 @@ def _cohort_seconds(data: Path, params: str, workers: int, folder: Path, copies:
     """Wall time of one ``medxai radiomics extract`` over ``copies`` copies of the reference cases (lesion + 6
     shells each; copies even out the cases' sizes, so the figure measures parallelism, not one long case)."""
     manifest = folder / "cohort.csv"
-    rows = [f"{case}_{k},{data / 'pyradiomics' / f'{case}_image.nrrd'},{data / 'pyradiomics' / f'{case}_label.nrrd'}"
-            for k in range(copies) for case in COHORT]
-    manifest.write_text("case_id,image,mask\n" + "\n".join(rows) + "\n")
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("case_id", "image", "mask"))
+        source = data / "pyradiomics"
+        writer.writerows((f"{case}_{k}", source / f"{case}_image.nrrd", source / f"{case}_label.nrrd")
+                         for k in range(copies) for case in COHORT)
     out = folder / f"features_{workers}.csv"
     command = [sys.executable, "-m", "medxai", "radiomics", "extract", str(manifest), "-o", str(out),
                "--params", params, "--workers", str(workers), "--work-dir", str(folder / f"parts_{workers}")]

@@ -103,9 +103,10 @@ def main() -> None:
         test = [whole_volume_input(p, work) for p in test_patients]
         for arch, task, methods in (m for m in MODELS if m[0] in args.models.split(",")):
             started = time.perf_counter()
+            negative_class = args.negative_class if task == "weakseg" else None
             trained = train_model(labels, fold / arch, arch=arch, task=task, epochs=epochs, batch_size=8, lr=args.lr,
                                   spatial_size=32, intensity="none", device="cpu", patience=epochs, seed=0,
-                                  negative_class=args.negative_class if task == "weakseg" else None)
+                                  negative_class=negative_class)
             train_s = time.perf_counter() - started
             model = load_model(whole_brain_model(fold / arch, fold / f"{arch}-whole"))
             for method in methods:
@@ -119,7 +120,7 @@ def main() -> None:
                         patches=sum(1 for _ in open(labels)) - 1, epochs_run=trained["epochs_run"],
                         patch_val_auc=trained["val_auc"], lr=args.lr, epochs=epochs,
                         deep_supervision=trained["deep_supervision"],
-                        negative_class=args.negative_class if task == "weakseg" else None,
+                        negative_class=negative_class,
                         wall_seconds_so_far=round(time.perf_counter() - started_all, 1), machine=machine(), **entry,
                     ))
                 write_results(args.out, records)

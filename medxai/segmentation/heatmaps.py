@@ -76,13 +76,14 @@ def class_map(
     probabilities = torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
     predicted = int(np.argmax(probabilities))
     index = _target_index(model.classes, target, predicted)
-    flat_class = getattr(network, "negative_class", None)  # trained with --negative-class: one level, no map
+    # a GP model trained with --negative-class gives that class one learnt level, not a map
+    flat = method == OWN and index == getattr(network, "negative_class", None)
     diagnostics: dict[str, Any] = {}
     if method == OWN:
         if not has_heatmaps(network):
             raise ConfigError(f"method 'own' needs a model with its own class heatmaps (--arch gp-unet, gp-shuffleunet, "
                               f"gp-reconresnet); this one is {model.arch!r}: use a post-hoc method such as gradcam")
-        if target != "predicted" and index == flat_class:
+        if flat and target != "predicted":
             raise ConfigError(f"class {target!r} has no map of its own in this model (trained with --negative-class "
                               f"{target}): segment another class, or --target predicted")
         with torch.no_grad():
@@ -94,7 +95,7 @@ def class_map(
     empty = None
     if target == "predicted" and negative_class is not None and name == negative_class:
         empty = f"predicted class is the negative class {negative_class!r}"
-    elif target == "predicted" and method == OWN and index == flat_class:
+    elif flat:
         empty = f"predicted class {name!r} is the model's flat class (the absence of a finding)"
     return ClassMap(
         model_map=model_map, heatmap=heatmap.with_data(heatmap.data.astype(np.float32)),

@@ -32,8 +32,16 @@ def _peak_distance_mm(heatmap: np.ndarray, lesion: np.ndarray, spacing: tuple[fl
     return float(outside[np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)])
 
 
-def test_gp_unet_trained_on_labels_only_finds_the_lesions(tmp_path: Path) -> None:
+@pytest.fixture
+def two_threads():
+    """Train on 2 torch threads, then give the session back its own setting."""
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_gp_unet_trained_on_labels_only_finds_the_lesions(tmp_path: Path, two_threads: None) -> None:
     train = make_cohort(tmp_path / "train", cases=400, seed=1)
     test = make_cohort(tmp_path / "test", cases=40, seed=2)
     train_model(train, tmp_path / "gp", arch="gp-unet", task="weakseg", epochs=15, batch_size=8, lr=3e-3,

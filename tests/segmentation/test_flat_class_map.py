@@ -48,3 +48,24 @@ def test_a_predicted_flat_class_gives_an_empty_mask_whatever_the_negative_class_
     assert mapped.empty_reason and "flat class" in mapped.empty_reason
     not_flat = class_map(_model(tmp_path / "m2", -1e3), [_scan()], target="predicted", negative_class=None)
     assert not_flat.predicted == "lesion" and not_flat.empty_reason is None
+
+
+def test_segment_command_on_a_flat_normal_model(cli, tmp_path: Path) -> None:
+    """Through ``medxai segment``: ``--target normal`` exits 4 with one line and writes no case folder; a scan
+    predicted as the flat class gets an empty mask on the scan's own (oblique, anisotropic) grid."""
+    import nibabel as nib
+
+    from medxai.io.nifti import write_nifti
+
+    scan = tmp_path / "scan.nii.gz"
+    write_nifti(_scan(), scan)
+    _model(tmp_path / "normal_wins", 1e3)
+    refused = cli("segment", tmp_path / "normal_wins", scan, "-o", tmp_path / "refused", "--target", "normal")
+    assert refused.exit_code == 4 and len(refused.stderr.strip().splitlines()) == 1
+    assert "no map of its own" in refused.stderr
+    assert not (tmp_path / "refused" / "scan").exists()
+    done = cli("segment", tmp_path / "normal_wins", scan, "-o", tmp_path / "out", "--negative-class", "other")
+    assert done.exit_code == 0, done.stderr
+    mask = nib.load(str(tmp_path / "out" / "scan" / "mask.nii.gz"))
+    assert mask.shape == (20, 18, 12) and np.allclose(mask.affine, _scan().affine, atol=1e-5)
+    assert not np.asarray(mask.dataobj).any()

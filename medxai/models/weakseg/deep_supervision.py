@@ -7,8 +7,8 @@ rate, warm-up and cohort size tried (README, weakly-supervised segmentation). A 
 shallow encoder level's features (each architecture names it; at the deepest level of a 32^3 GP-ShuffleUNet,
 4^3, a lesion is ~1 voxel and the head did not learn), trained on the same image labels beside the GP loss,
 gives those features a strong, early signal (the plain CNNs learn the task in a few epochs); the pooled map
-then learns on top of lesion-sensitive features. Measured on 400 phantoms at 32^3: validation AUC 0.88 at epoch 3 and 0.97 at
-epoch 12 with the head (weight 0.5), 0.35-0.61 over the first 7 epochs without it.
+then learns on top of lesion-sensitive features. Measured on 400 phantoms at 32^3: validation AUC 0.88 at
+epoch 3 and 0.97 at epoch 12 with the head (weight 0.5), 0.35-0.61 over the first 7 epochs without it.
 
 The head exists only during training and is never saved: the saved network's logits are still exactly the
 pooled class maps, so the map that is thresholded is the evidence the decision used.
