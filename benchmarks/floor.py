@@ -14,6 +14,8 @@ from torch import nn
 
 from benchmarks.common import measure, record
 
+FLOOR_MEMORY_FRACTION = 0.7  # of the memory available now that one floor batch may take (estimated)
+
 
 @dataclass(frozen=True)
 class PassFloor:
@@ -59,11 +61,21 @@ def _backward(network: nn.Module, batch: torch.Tensor) -> None:
 
 def floor_records(arch: str, size: int, *, device: str, repeats: int, batch_sizes: tuple[int, ...], warmup: int = 1) -> tuple[list[dict[str, Any]], PassFloor]:
     """Records of forward and forward+backward per-sample time at each batch size, and the best of each."""
+    from medxai.attribution.memory import available_bytes, per_sample_bytes
+
     network, inputs = make_model(arch, size, device=device)
+    sample_bytes = per_sample_bytes(network, inputs)
     rows: list[dict[str, Any]] = []
     best = {"forward": float("inf"), "forward+backward": float("inf")}
     batch_1 = {"forward": float("nan"), "forward+backward": float("nan")}
     for batch_size in batch_sizes:
+        free = available_bytes(inputs.device)
+        if batch_size > 1 and batch_size * sample_bytes > FLOOR_MEMORY_FRACTION * free:
+            # Out of host memory the kernel kills the process instead of raising: do not try.
+            rows.append({"name": f"floor/{arch}/{size}/b{batch_size}", "method": "pass floor", "size": f"{size}^3",
+                         "error": f"skipped: batch {batch_size} needs about {batch_size * sample_bytes / 2**30:.1f} GiB, "
+                                  f"{free / 2**30:.1f} GiB available"})
+            continue
         batch = inputs.expand(batch_size, *inputs.shape[1:]).contiguous()
         for kind, call in (("forward", _forward), ("forward+backward", _backward)):
             try:
