@@ -141,8 +141,18 @@ def _preflight(pipeline: Pipeline, stages: list[StageSpec], cases: list[Case], *
         model_hash=model_digest(Path(model_path)) if model is not None else None,
         device=pipeline["model"]["device"],
         # one share of the cores per worker; remote Dask workers get 1 (Dask's own OMP_NUM_THREADS default)
-        torch_threads=1 if remote else max(1, (os.cpu_count() or 1) // workers),
+        torch_threads=1 if remote else max(1, usable_cores() // workers),
     )
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: taskset, a container's or a scheduler's cpuset),
+    at most OMP_NUM_THREADS when that is set: what torch itself uses by default. ``os.cpu_count()`` counts
+    the machine's cores, which oversubscribes a pinned job and made a worker's sums differ in the last digits
+    from the same command run in-process (thread count changes the order of floating-point reductions)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(limit)) if limit.isdigit() and int(limit) > 0 else cores)
 
 
 def model_digest(path: Path) -> str:

@@ -1,0 +1,22 @@
+"""Worker processes share the cores this job may use, not the machine's."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from medxai.pipeline import runner
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux-only")
+def test_usable_cores_follow_the_affinity_and_omp_num_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 3, 5})  # e.g. taskset -c 2,3,5
+    assert runner.usable_cores() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert runner.usable_cores() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # more threads than cores are not used
+    assert runner.usable_cores() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    assert runner.usable_cores() == 3
