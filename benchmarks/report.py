@@ -46,8 +46,10 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], notes: list[str
             f"{load[0]}/{load[1]}" if load[0] is not None else ""]) + " |")
     memory = [row for row in rows if "peak_rss_mib" in row]
     if memory:
-        lines += ["", "| memory case | batch (auto) | peak RSS MiB | added by the method MiB | peak CUDA MiB |", "|---|---|---|---|---|"]
+        lines += ["", "| memory case | batch (auto) | peak RSS MiB | added by the method MiB | estimated pass MiB | peak CUDA MiB |",
+                  "|---|---|---|---|---|---|"]
         for row in memory:
+            estimated = f"{row['estimated_pass_mib']:.0f}" if "estimated_pass_mib" in row else ""
             lines.append(f"| {row['name']} | {row.get('batch_size', '')} | {row['peak_rss_mib']:.0f} | "
-                         f"{row.get('added_rss_mib', 0):.0f} | {_seconds(row.get('peak_cuda_mib'))} |")
+                         f"{row.get('added_rss_mib', 0):.0f} | {estimated} | {_seconds(row.get('peak_cuda_mib'))} |")
     return "\n".join(lines) + "\n"

@@ -74,6 +74,11 @@ class AttributionMethod(ABC):
     needs_gradients: ClassVar[bool] = True
     hooks_every_module: ClassVar[bool] = False  # True: run on make_explainable's copy (DeepLIFT, LRP, ...)
     reference: ClassVar[str]
+    # Memory of one sample's pass in units of memory.per_sample_bytes (backward, or forward-only for methods
+    # without gradients), measured as the peak RSS a method adds (benchmarks/memory.py) on the tiny CNN at
+    # 256^3 and ResNet18 and DenseNet121 at 64^3: 0.9-1.1 for a plain gradient pass; overridden where larger.
+    pass_memory: ClassVar[float] = 1.0
+    batches: ClassVar[bool] = False  # True: runs Execution.batch_size samples per pass (IG, SmoothGrad, occlusion)
 
     def __init__(self, network: nn.Module, *, execution: Execution | None = None) -> None:
         self.execution = execution or Execution()
@@ -82,6 +87,12 @@ class AttributionMethod(ABC):
         self.network = network.to(self.device).eval()
         self.params: dict[str, Any] = {}
         self.diagnostics: dict[str, Any] = {}
+
+    @classmethod
+    def memory_needed(cls, *, backward_bytes: int, forward_bytes: int, batch_size: int) -> int:
+        """Estimated bytes of the method's largest pass, from the per-sample costs of the model's passes."""
+        per_sample = backward_bytes if cls.needs_gradients else forward_bytes
+        return int(cls.pass_memory * per_sample * (batch_size if cls.batches else 1))
 
     def batch_size(self, model: nn.Module, inputs: torch.Tensor) -> int:
         """The internal batch size: the fixed one, or one measured to fit free memory."""

@@ -24,6 +24,9 @@ class DeepLiftMethod(AttributionMethod):
     sign = "signed"
     hooks_every_module = True
     reference = "Shrikumar et al. 2017, arXiv:1704.02685"
+    # Input and reference run as one batch of 2 and Captum keeps every non-linearity's input and output for
+    # both: measured 2.8-4.0 per-sample passes (DenseNet121, ResNet18, tiny CNN).
+    pass_memory = 4.0
 
     def __init__(self, network: nn.Module, *, execution: Execution | None = None, baseline: float = 0.0) -> None:
         super().__init__(network, execution=execution)

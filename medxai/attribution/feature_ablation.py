@@ -41,6 +41,8 @@ class FeatureAblationMethod(AttributionMethod):
     sign = "signed"
     needs_gradients = False
     reference = "Zeiler & Fergus 2014 (ablation); Achanta et al. 2012 (SLIC supervoxels)"
+    batches = True
+    pass_memory = 2.0  # as occlusion: one forward-only pass per batch of ablated copies
 
     def __init__(
         self,

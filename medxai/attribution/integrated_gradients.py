@@ -26,6 +26,7 @@ class IntegratedGradientsMethod(AttributionMethod):
     name = "integrated_gradients"
     sign = "signed"
     reference = "Sundararajan et al. 2017, arXiv:1703.01365"
+    batches = True
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import psutil
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 MEMORY_FRACTION = 0.5  # of the memory available now; the rest is head-room for the framework and others
@@ -29,6 +30,7 @@ MAX_BATCH = {"cuda": 64, "cpu": 8}
 # forward+backward per sample at batch 1/2/4: 11.7/13.0/12.6 s at 96^3, 1.9 GiB per sample; 28.4/31.7/34.0 s
 # at 128^3, 4.1 GiB; benchmarks/results/2026-12-06-vm-floor-resnet18).
 CPU_BATCH_BYTES = 2 * 2**30
+PROBE_VOXELS = 96**3  # larger samples are probed at half size (per_sample_bytes)
 
 
 def max_batch(device: torch.device, sample_bytes: int = 0) -> int:
@@ -47,33 +49,62 @@ def available_bytes(device: torch.device) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def per_sample_bytes(model: nn.Module, inputs: torch.Tensor, *, backward: bool = True) -> int:
+def per_sample_bytes(model: nn.Module, inputs: torch.Tensor, *, backward: bool = True,
+                     probe_voxels: int = PROBE_VOXELS) -> int:
     """Bytes one sample of ``inputs`` costs in a pass through ``model``.
 
     With ``backward`` (the default: attribution methods and max-sensitivity), what autograd saves for the
     backward pass times ``BACKWARD_OVERHEAD``, plus the methods' ``INPUT_COPIES`` input-sized buffers. Forward
     only (under ``no_grad``: infidelity, deletion curves), a few activations are alive at a time:
-    ``FORWARD_LIVE`` times the largest layer output, plus the input."""
+    ``FORWARD_LIVE`` times the largest layer output, plus the input.
+
+    A sample of more than ``probe_voxels`` voxels is probed at half its size in each dimension and the
+    activations scaled by the voxel ratio (they grow with the voxels in a convolutional network): a
+    full-size probe would itself need the memory it measures (33 GiB for ResNet18 at 256^3, where the
+    kernel kills the process) and cost a full pass. A network that refuses the smaller size (fixed-size
+    transformers, sizes it cannot divide) is probed at full size."""
     sample = inputs[:1].detach().clone()
     input_bytes = sample.numel() * sample.element_size()
+    probe, scale = sample, 1.0
+    if sample[0, 0].numel() > probe_voxels:
+        probe = F.interpolate(sample, size=[max(1, side // 2) for side in sample.shape[2:]], mode="nearest")
+        scale = sample.numel() / probe.numel()
+    try:
+        activations, weights = _measure(model, probe, backward=backward)
+    except (RuntimeError, ValueError, AssertionError):  # the network cannot run the halved size
+        if probe is sample:
+            raise
+        (activations, weights), scale = _measure(model, sample, backward=backward), 1.0
     if not backward:
-        return input_bytes + FORWARD_LIVE * _largest_output_bytes(model, sample)
+        return input_bytes + int(FORWARD_LIVE * activations * scale)
+    return int((activations * scale + weights) * BACKWARD_OVERHEAD) + INPUT_COPIES * input_bytes
+
+
+def _measure(model: nn.Module, sample: torch.Tensor, *, backward: bool) -> tuple[int, int]:
+    """(activation bytes, weight bytes) of a pass of ``sample``: saved for backward, or the largest output."""
+    return _saved_bytes(model, sample) if backward else (_largest_output_bytes(model, sample), 0)
+
+
+def _saved_bytes(model: nn.Module, sample: torch.Tensor) -> tuple[int, int]:
+    """Bytes of the tensors autograd saves for the backward pass of one forward pass of ``sample``: those
+    that grow with the input (activations), and the model's own parameters and buffers (weights), which do not."""
+    weights = {tensor.untyped_storage().data_ptr() for tensor in [*model.parameters(), *model.buffers()]}
     seen: set[tuple[int, int]] = set()
-    total = 0
+    totals = {"activations": 0, "weights": 0}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
-        nonlocal total
-        key = (tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes())
+        storage = tensor.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
         if key not in seen:
             seen.add(key)
-            total += tensor.untyped_storage().nbytes()
+            totals["weights" if storage.data_ptr() in weights else "activations"] += storage.nbytes()
         return tensor
 
-    sample.requires_grad_(True)
+    sample = sample.detach().clone().requires_grad_(True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         output = model(sample)
     del output
-    return int(total * BACKWARD_OVERHEAD) + INPUT_COPIES * input_bytes
+    return totals["activations"], totals["weights"]
 
 
 def _largest_output_bytes(model: nn.Module, sample: torch.Tensor) -> int:
@@ -96,11 +127,23 @@ def _largest_output_bytes(model: nn.Module, sample: torch.Tensor) -> int:
     return largest
 
 
-def auto_batch_size(model: nn.Module, inputs: torch.Tensor, *, fraction: float = MEMORY_FRACTION) -> int:
-    """The internal batch size (samples per forward pass) that fits in ``fraction`` of free memory."""
-    cost = per_sample_bytes(model, inputs)
+def auto_batch_size(model: nn.Module, inputs: torch.Tensor, *, fraction: float = MEMORY_FRACTION,
+                    sample_bytes: int | None = None) -> int:
+    """The internal batch size (samples per forward pass) that fits in ``fraction`` of free memory
+    (``sample_bytes``: :func:`per_sample_bytes` when the caller has it already)."""
+    cost = per_sample_bytes(model, inputs) if sample_bytes is None else sample_bytes
     fitting = int(fraction * available_bytes(inputs.device)) // max(cost, 1)
     return max(1, min(max_batch(inputs.device, cost), fitting))
+
+
+def check_fits(what: str, needed: int, device: torch.device) -> None:
+    """MemoryError naming ``what``, the bytes it needs and those free when ``needed`` exceeds the memory
+    available on ``device`` now: out of host memory the kernel kills the process instead of raising, which
+    would take the other methods and cases of a batch with it."""
+    free = available_bytes(device)
+    if needed > free:
+        raise MemoryError(f"{what} needs about {needed / 2**30:.1f} GiB for its smallest pass, {free / 2**30:.1f} GiB "
+                          f"is free on {device.type}: use a GPU, a coarser model grid or a smaller --batch-size")
 
 
 @dataclass

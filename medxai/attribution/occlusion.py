@@ -39,6 +39,8 @@ class OcclusionMethod(AttributionMethod):
     sign = "signed"
     needs_gradients = False
     reference = "Zeiler & Fergus 2014, arXiv:1311.2901"
+    batches = True
+    pass_memory = 2.0  # per occluded copy, of the forward-only estimate: measured 0.9-1.9 (tiny CNN to DenseNet121)
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ class SmoothGradCamPlusPlusMethod(CamMethod):
 
     name = "smooth_gradcampp"
     reference = "Omeiza et al. 2019, arXiv:1908.01224"
+    batches = True
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ class SmoothGradMethod(AttributionMethod):
     name = "smoothgrad"
     sign = "positive"
     reference = "Smilkov et al. 2017, arXiv:1706.03825"
+    batches = True
 
     def __init__(
         self, network: nn.Module, *, execution: Execution | None = None, n_samples: int = 25, noise_level: float = 0.15

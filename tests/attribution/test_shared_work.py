@@ -52,8 +52,9 @@ def test_explain_case_runs_one_clean_pass_for_all_methods(model, oblique_scan):
         explain_case(model, path, methods=["saliency", "input_x_gradient"], batch_size=1)
     finally:
         counter.handle.remove()
-    # the prediction's clean pass (which also resolves the target) + one gradient pass per method
-    assert counter.calls == 3 and counter.samples == 3
+    # the prediction's clean pass (which also resolves the target), the memory probe of the pre-flight check
+    # (one sample, whatever the batch size) + one gradient pass per method
+    assert counter.calls == 4 and counter.samples == 4
 
 
 def test_surgery_copies_are_reused_until_the_weights_change(image_2ch):

@@ -99,3 +99,30 @@ def test_bad_options_exit_4(cli, setup, tmp_path, args, message):
     result = cli("explain", setup["model"], setup["oblique"], "-o", tmp_path / "out", "-m", "saliency", *args)
     assert result.exit_code == 4 and message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_method_that_would_not_fit_in_memory_is_refused_before_it_runs(cli, setup, tmp_path, monkeypatch):
+    """Out of host memory the kernel kills the process: explain refuses the method first, names it, its
+    estimated need and the free memory, and still runs the methods that fit (exit 3, the batch contract)."""
+    from medxai.attribution import memory
+    from medxai.io.readers import read_volume
+    from medxai.models.model_dir import load_model
+
+    model = load_model(setup["model"], device="cpu")
+    prepared = model.preprocessor.prepare([read_volume(setup["oblique"])])
+    sample = memory.per_sample_bytes(model.network, prepared.tensor.as_tensor()[None].float())
+    # room for a plain gradient pass (1 sample), not for DeepLIFT's input + reference with Captum's copies (4)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 3 * sample)
+    out = tmp_path / "out"
+    result = cli("explain", setup["model"], setup["oblique"], "-o", out, "-m", "saliency", "-m", "deeplift")
+    assert result.exit_code == 3, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if "failed oblique" in line]
+    assert "deeplift: MemoryError: deeplift needs about" in line and "GiB is free on cpu" in line
+    folder = out / "oblique"
+    assert sorted(p.name for p in folder.iterdir()) == ["explanations.json", "saliency.nii.gz"]
+    record = json.loads((folder / "explanations.json").read_text())
+    assert record["methods"]["saliency"]["estimated_pass_mib"] == pytest.approx(sample / 2**20, abs=0.1)
+    assert "MemoryError" in record["failed_methods"]["deeplift"]
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 5 * sample)
+    result = cli("explain", setup["model"], setup["oblique"], "-o", tmp_path / "roomy", "-m", "deeplift")
+    assert result.exit_code == 0, result.stderr
