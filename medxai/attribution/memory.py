@@ -142,7 +142,7 @@ def check_fits(what: str, needed: int, device: torch.device) -> None:
     would take the other methods and cases of a batch with it."""
     free = available_bytes(device)
     if needed > free:
-        raise MemoryError(f"{what} needs about {needed / 2**30:.1f} GiB for its smallest pass, {free / 2**30:.1f} GiB "
+        raise MemoryError(f"{what} needs about {needed / 2**30:.1f} GiB for one pass, {free / 2**30:.1f} GiB "
                           f"is free on {device.type}: use a GPU, a coarser model grid or a smaller --batch-size")
 
 
