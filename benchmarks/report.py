@@ -25,6 +25,8 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], notes: list[str
     """Header (versions, hardware, load), one table of timed rows, one of memory rows, then the notes."""
     lines = [f"# medxai benchmarks {header['date']} on {header['host']} ({'quick' if header['quick'] else 'full'})", "",
              f"- device: {header['device']}; CPU: {header['cpu_model']} ({header['cores']} cores), RAM {header['ram_gib']:.1f} GiB",
+             f"- torch threads: {header.get('torch_threads', '?')}; CPU affinity: {header.get('cpu_affinity', 'not recorded')}; "
+             f"OMP_NUM_THREADS: {header.get('omp_num_threads') or 'unset'}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()),
              f"- 1-minute load average at start: {header['load_average_start']}, at end: {header.get('load_average_end')}", ""]
     lines += [f"> {note}" for note in notes] + [""]

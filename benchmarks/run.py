@@ -50,6 +50,8 @@ def header(*, quick: bool, device: str) -> dict[str, Any]:
     return {"name": "header", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "host": safe_host(), "quick": quick, "device": gpu or "cpu", "versions": library_versions(),
             "cpu_model": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "ram_gib": psutil.virtual_memory().total / 2**30, "load_average_start": load_average()}
 
 
