@@ -4,7 +4,8 @@ The per-sample cost is measured, not guessed: one forward pass of one sample und
 ``torch.autograd.graph.saved_tensors_hooks`` adds up the bytes autograd keeps for the backward pass
 (the activations, which dominate 3D networks), plus the input-sized buffers the methods hold
 (inputs, baselines, perturbed copies and gradients). The batch is the largest that fits in a fraction
-of the memory available now (``torch.cuda.mem_get_info`` on CUDA, ``psutil`` on the host).
+of the memory available now (``torch.cuda.mem_get_info`` on CUDA, ``psutil`` on the host), and a method
+whose pass would not fit even so is refused before it runs (:func:`check_fits`).
 """
 from __future__ import annotations
 
