@@ -26,20 +26,17 @@ def measure_case(method: str, arch: str, size: int, device: str) -> dict[str, An
     from benchmarks.floor import make_model
     import psutil
 
-    from medxai.attribution.memory import PeakMemorySampler, auto_batch_size, check_fits, per_sample_bytes
-    from medxai.attribution.registry import METHODS
+    from medxai.attribution.admission import admit, sample_cost
+    from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
 
     network, inputs = make_model(arch, size, device=device)
     before = psutil.Process().memory_info().rss / 2**20  # imports, model and input
     options = method_options(method, arch, {method: MEMORY_OPTIONS.get(method, {})})
     with PeakMemorySampler(torch.device(device), interval_s=0.005) as sampler:
         # The automatic batching probe and explain's pre-flight check count as the method's.
-        backward_bytes = per_sample_bytes(network, inputs)
-        batch_size = auto_batch_size(network, inputs, sample_bytes=backward_bytes)
-        forward_bytes = 0 if METHODS[method].needs_gradients else per_sample_bytes(network, inputs, backward=False)
-        estimated = METHODS[method].memory_needed(backward_bytes=backward_bytes, forward_bytes=forward_bytes,
-                                                  batch_size=batch_size)
-        check_fits(method, estimated, inputs.device)  # refused with a MemoryError, as explain would
+        cost = sample_cost(network, inputs, [method])
+        batch_size = auto_batch_size(network, inputs, sample_bytes=cost.backward)
+        estimated = admit(method, cost, batch_size=batch_size, device=inputs.device)  # a MemoryError, as in explain
         call, _ = method_runner(method, network, inputs, device=device, batch_size=batch_size, options=options)
         call()
     return {"baseline_rss_mib": before, "peak_rss_mib": sampler.result.rss_mib, "peak_cuda_mib": sampler.result.cuda_mib,

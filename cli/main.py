@@ -96,6 +96,8 @@ def run(argv: list[str] | None = None) -> None:
         _fail(" ".join(str(error).split()), error.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except MemoryError as error:  # a pre-flight refusal (memory.check_fits) or a real one: not a bug, not bad input
+        _fail(f"out of memory: {' '.join(str(error).split()) or 'allocation failed'}", 1)
     except Exception as error:  # the one blanket boundary: anything unexpected is an internal failure
         _fail(f"internal error: {type(error).__name__}: {error} (set MEDXAI_DEBUG=1 for the traceback)", 1)
     sys.exit(result if isinstance(result, int) else 0)

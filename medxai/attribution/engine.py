@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 from medxai.attribution.base import Execution
-from medxai.attribution.memory import PeakMemorySampler, auto_batch_size, check_fits, per_sample_bytes
+from medxai.attribution.admission import SampleCost, admit, sample_cost
+from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
 from medxai.attribution.provenance import input_records, library_versions, utc_now
 from medxai.attribution.regions import box_mask, to_model_grid, voxel_mask
-from medxai.attribution.registry import DEFAULT_METHOD, METHODS, check_method_names, create_method
+from medxai.attribution.registry import DEFAULT_METHOD, check_method_names, create_method
 from medxai.attribution.targets import ClassTarget, ContrastTarget, PredictedClass, Target, output_kind
 from medxai.errors import ConfigError
 from medxai.io.naming import case_id_from_path
@@ -140,28 +141,11 @@ def _regions(reference: Volume, spatial: Any, *, mask: Path | None, box: Sequenc
     return to_model_grid(native, reference, spatial), given[0]
 
 
-@dataclass(frozen=True)
-class SampleCost:
-    """Estimated bytes of one sample in a forward+backward and in a forward-only pass (``memory.per_sample_bytes``)."""
-
-    backward: int
-    forward: int
-
-
-def _sample_cost(network: nn.Module, inputs: torch.Tensor, methods: Sequence[str]) -> SampleCost:
-    """The per-sample costs, the forward-only one only when a requested method runs without gradients."""
-    forward_only = any(not METHODS[name].needs_gradients for name in methods)
-    return SampleCost(backward=per_sample_bytes(network, inputs),
-                      forward=per_sample_bytes(network, inputs, backward=False) if forward_only else 0)
-
-
 def _run_method(name: str, network: nn.Module, inputs: torch.Tensor, target: Target, *, execution: Execution,
                 options: Mapping[str, Any], cost: SampleCost) -> tuple[np.ndarray, dict[str, Any]]:
     """One method's model-grid map (X, Y, Z) and its record (parameters, sign, timing, memory, delta).
     A method whose estimated largest pass exceeds the free memory is refused (MemoryError) before it runs."""
-    needed = METHODS[name].memory_needed(backward_bytes=cost.backward, forward_bytes=cost.forward,
-                                         batch_size=int(execution.batch_size))
-    check_fits(name, needed, inputs.device)
+    needed = admit(name, cost, batch_size=int(execution.batch_size), device=inputs.device)
     method = create_method(name, network, execution=execution, options=options)
     with PeakMemorySampler(inputs.device) as memory:
         started = time.perf_counter()
@@ -242,7 +226,7 @@ def explain_case(
     # Resolved once for every method (one clean pass in all, the prediction's own when it is the output explained).
     goal = parse_target(target, model.classes, region=target_region).resolve(
         explained, inputs, output=output if explained is network else None)
-    cost = _sample_cost(explained, inputs, methods)
+    cost = sample_cost(explained, inputs, methods)
     resolved_batch = auto_batch_size(explained, inputs, sample_bytes=cost.backward) if batch_size == "auto" else int(batch_size)
     execution = Execution(device=str(torch_device), batch_size=resolved_batch, seed=seed, spacing_mm=spacing)  # type: ignore[arg-type]
 

@@ -143,8 +143,12 @@ def check_fits(what: str, needed: int, device: torch.device) -> None:
     would take the other methods and cases of a batch with it."""
     free = available_bytes(device)
     if needed > free:
-        raise MemoryError(f"{what} needs about {needed / 2**30:.1f} GiB for one pass, {free / 2**30:.1f} GiB "
-                          f"is free on {device.type}: use a GPU, a coarser model grid or a smaller --batch-size")
+        raise MemoryError(f"{what} needs about {_readable(needed)} for one pass, {_readable(free)} is free on "
+                          f"{device.type}: use a GPU, a coarser model grid or a smaller --batch-size")
+
+
+def _readable(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
 
 
 @dataclass

@@ -47,13 +47,19 @@ def _target_index(classes: Sequence[str], target: str, predicted: int) -> int:
 
 
 def _attribution_map(model: LoadedModel, inputs: torch.Tensor, *, method: str, index: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    from medxai.attribution.admission import admit, sample_cost
     from medxai.attribution.base import Execution
+    from medxai.attribution.memory import auto_batch_size
     from medxai.attribution.registry import create_method
     from medxai.attribution.targets import ClassTarget
 
     # CAM methods hook the layer the architecture registered (when it did), else their own automatic choice
     options = {"layer": model.target_layer} if method in CAM_METHODS and model.target_layer else None
-    explainer = create_method(method, model.network, execution=Execution(device=str(model.device), seed=seed), options=options)
+    cost = sample_cost(model.network, inputs, [method])
+    batch_size = auto_batch_size(model.network, inputs, sample_bytes=cost.backward)
+    admit(method, cost, batch_size=batch_size, device=inputs.device)  # as explain does: refuse, not be killed
+    explainer = create_method(method, model.network, execution=Execution(device=str(model.device), seed=seed,
+                                                                         batch_size=batch_size), options=options)
     attribution = explainer.attribute(inputs, ClassTarget(index))
     # input-space methods give one map per input channel: their sum is the voxel's total attribution
     return attribution[0].sum(dim=0).cpu().numpy(), dict(explainer.diagnostics)

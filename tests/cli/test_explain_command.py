@@ -117,7 +117,7 @@ def test_a_method_that_would_not_fit_in_memory_is_refused_before_it_runs(cli, se
     result = cli("explain", setup["model"], setup["oblique"], "-o", out, "-m", "saliency", "-m", "deeplift")
     assert result.exit_code == 3, result.stderr
     [line] = [line for line in result.stderr.splitlines() if "failed oblique" in line]
-    assert "deeplift: MemoryError: deeplift needs about" in line and "GiB is free on cpu" in line
+    assert "deeplift: MemoryError: deeplift needs about" in line and "is free on cpu" in line
     folder = out / "oblique"
     assert sorted(p.name for p in folder.iterdir()) == ["explanations.json", "saliency.nii.gz"]
     record = json.loads((folder / "explanations.json").read_text())

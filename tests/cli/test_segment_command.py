@@ -156,3 +156,18 @@ def test_refine_redraws_the_margin_from_the_image(cli, models, tmp_path: Path) -
     assert after > max(before, 0.7)
     bad = cli("segment", models["gp"], image, "-o", tmp_path / "bad", "--refine", "watershed")
     assert bad.exit_code == 4 and "watershed" in bad.stderr
+
+
+def test_a_post_hoc_method_that_would_not_fit_in_memory_is_refused(cli, models, tmp_path: Path, monkeypatch) -> None:
+    """segment's post-hoc maps go through explain's pre-flight check: one 'out of memory' line naming the method,
+    no output, instead of the kernel killing the process."""
+    from medxai.attribution import memory
+
+    image, _ = _oblique_lesion_case(tmp_path)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1024)
+    result = cli("segment", models["plain"], image, "-o", tmp_path / "seg", "--method", "smoothgrad", "--target", "lesion")
+    assert result.exit_code == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("medxai: error: out of memory: smoothgrad needs about")
+    assert "MiB is free on cpu" in result.stderr and "internal error" not in result.stderr
+    assert not (tmp_path / "seg" / "oblique_case").exists()
