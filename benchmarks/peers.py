@@ -28,10 +28,15 @@ def body_phantom(size: int, *, device: str, seed: int = 0) -> tuple[torch.Tensor
 
 def _captum_peers(network: nn.Module, inputs: torch.Tensor, index: int, *, layer: str | None,
                   options: dict[str, dict[str, Any]]) -> dict[str, tuple[str, Callable[[], Any]]]:
-    from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion, Saliency
+    from captum.attr import (LRP, DeepLift, FeatureAblation, GuidedBackprop, InputXGradient, IntegratedGradients,
+                             LayerAttribution, LayerGradCam, NoiseTunnel, Occlusion, Saliency)
     from monai.visualize import GradCAM
 
     from medxai.attribution.cam import get_layer
+    from medxai.attribution.feature_ablation import supervoxels
+    from medxai.attribution.lrp import attach_rules
+    from medxai.attribution.lrp_surgery import lrp_network
+    from medxai.attribution.model_surgery import make_explainable
     from medxai.attribution.occlusion import window_voxels
 
     steps = options.get("integrated_gradients", {}).get("n_steps", 32)
@@ -51,7 +56,29 @@ def _captum_peers(network: nn.Module, inputs: torch.Tensor, index: int, *, layer
         "occlusion": (f"captum Occlusion window {window} stride {stride}, perturbations_per_eval=1",
                       lambda: Occlusion(network).attribute(inputs, sliding_window_shapes=(1, *window),
                                                            strides=(1, *stride), baselines=0.0, target=index)),
+        "input_x_gradient": ("captum InputXGradient", lambda: InputXGradient(network).attribute(inputs, target=index)),
     }
+    # Captum's hook-based methods refuse MONAI's reused in-place ReLUs and its LRP has no 3D rules, so
+    # those peers run on the same prepared copies medxai uses (built here, untimed; medxai caches them
+    # per model): the ratio is then medxai's own overhead over Captum's rules.
+    explainable = make_explainable(network)
+    peers["deeplift"] = ("captum DeepLift on the in-place-free copy",
+                         lambda: DeepLift(explainable).attribute(inputs, target=index))
+    peers["guided_backprop"] = ("captum GuidedBackprop on the in-place-free copy",
+                                lambda: GuidedBackprop(explainable).attribute(inputs, target=index))
+    relevance_network = lrp_network(explainable, inputs)
+
+    def lrp() -> torch.Tensor:
+        attach_rules(relevance_network, epsilon=1e-6)  # Captum deletes the rules after every call
+        return LRP(relevance_network).attribute(inputs, target=index)
+
+    peers["lrp"] = ("captum LRP (epsilon rules) on the LRP-ready copy", lrp)
+    ablation = options.get("feature_ablation", {})
+    mask = supervoxels(inputs, size_mm=ablation.get("supervoxel_mm", 12.0), spacing_mm=(1.0, 1.0, 1.0),
+                       compactness=ablation.get("compactness", 0.3))
+    peers["feature_ablation"] = (
+        "captum FeatureAblation, the same SLIC mask given (untimed), perturbations_per_eval=1",
+        lambda: FeatureAblation(network).attribute(inputs, baselines=0.0, target=index, feature_mask=mask))
     if layer:
         module = get_layer(network, layer)
         peers["gradcam"] = ("captum LayerGradCam + interpolate", lambda: LayerAttribution.interpolate(

@@ -81,3 +81,26 @@ def test_floor_only_run_writes_every_size_and_batch(tmp_path):
     assert names == {f"floor/tiny/{size}/{kind}/b{batch}"
                      for size in (16, 24) for kind in ("forward", "forward+backward") for batch in (1, 2, 4)}
     assert json_path.with_suffix(".md").read_text().count("| floor/tiny/") == 12
+
+
+def test_captum_peers_compute_the_same_heatmaps_as_the_methods_they_are_compared_with():
+    """A peer must do the same work as the medxai method it is timed against (same steps, windows, rules,
+    supervoxels), or the ratio measures a different computation. SmoothGrad draws other noise and MONAI's
+    GradCAM rescales its map to [0, 1], so those two are compared by shape only."""
+    from benchmarks.attribution_cost import cam_layer
+    from benchmarks.peers import _captum_peers
+
+    network, inputs = make_model("tiny", 16, device="cpu")
+    with torch.no_grad():
+        index = int(network(inputs)[0].argmax())
+    options = {"integrated_gradients": {"n_steps": 4, "max_steps": 4}, "smoothgrad": {"n_samples": 3},
+               "occlusion": {"window_mm": 8.0, "stride_mm": 8.0}, "feature_ablation": {"supervoxel_mm": 8.0}}
+    peers = _captum_peers(network, inputs, index, layer=cam_layer("tiny"), options=options)
+    assert set(METHODS) - {key.split("/")[0] for key in peers} == {"gradcampp", "smooth_gradcampp"}  # not in Captum/MONAI
+    for key, (_label, peer) in peers.items():
+        name = key.split("/")[0]
+        ours, _ = method_runner(name, network, inputs, device="cpu", batch_size=4, options=method_options(name, "tiny", options))
+        mine, theirs = ours().detach(), peer().detach()
+        assert theirs.shape == mine.shape, key
+        if name != "smoothgrad" and key != "gradcam/monai":
+            torch.testing.assert_close(theirs, mine, rtol=1e-4, atol=1e-6 * float(mine.abs().max()), msg=key)
