@@ -5,7 +5,7 @@ import contextlib
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,6 +28,16 @@ def info(message: str) -> None:
     """A diagnostic line on stderr (silenced by --quiet)."""
     if not settings.quiet:
         stderr.print(message, markup=False)
+
+
+def report_failed(failed: Sequence[tuple[str, object]], *, total: int) -> None:
+    """A ``failed CASE: reason`` line per failed case of a batch, then BatchIncompleteError (exit 3) if any."""
+    from medxai.errors import BatchIncompleteError
+
+    for case_id, reason in failed:
+        info(f"failed {case_id}: {reason}")
+    if failed:
+        raise BatchIncompleteError(f"{len(failed)} of {total} case(s) failed", failed=[case_id for case_id, _ in failed])
 
 
 def print_json(payload: Any) -> None:

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the noise of SmoothGrad and Smooth Grad-CAM++."),
     ) -> None:
         """Explain each scan with each method; heatmaps keep raw values and the scan's affine."""
-        from medxai.attribution.batch import explain_scans, parse_batch_size, parse_indices, raise_if_incomplete
+        from medxai.attribution.batch import explain_scans, parse_batch_size, parse_indices
         from medxai.attribution.registry import DEFAULT_METHOD, check_method_names
         from medxai.models.model_dir import load_model, resolve_device
         from medxai.models.predict import scan_channels, unique_case_ids
@@ -40,6 +40,4 @@ def register(app: typer.Typer) -> None:
                                    methods=chosen, progress=progress, **options)
         for case_id in result.written:
             console.info(f"wrote {out_dir / case_id}")
-        for case_id, reason in result.failed:
-            console.info(f"failed {case_id}: {reason}")
-        raise_if_incomplete(result, total=len(scans))
+        console.report_failed(result.failed, total=len(scans))

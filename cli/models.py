@@ -114,8 +114,11 @@ def register(app: typer.Typer) -> None:
 
         models = load_models([model, *extra_models], device=device, classes=classes, spatial_size=spatial_size,
                              spacing=spacing, intensity=intensity)
+        # One scan: its error is the command's (exit 4). Several: a bad scan is reported and skipped (exit 3).
+        failed: list[tuple[str, str]] | None = [] if len(scans) > 1 else None
         with console.progress() as callback:
-            results = run_predict(models, [tuple(Path(p) for p in s.split(";") if p) for s in scans], batch_size=batch_size, progress=callback)
+            results = run_predict(models, [tuple(Path(p) for p in s.split(";") if p) for s in scans], batch_size=batch_size,
+                                  progress=callback, failed=failed)
         if output is not None:
             write_predictions(results, models[0].classes, output)
             console.info(f"wrote {len(results)} prediction(s) to {output}")
@@ -124,3 +127,4 @@ def register(app: typer.Typer) -> None:
                                 for r in results])
         elif output is None:
             typer.echo(predictions_csv(results, models[0].classes), nl=False)
+        console.report_failed(failed or [], total=len(scans))

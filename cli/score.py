@@ -86,7 +86,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Faithfulness (infidelity, deletion), robustness (max-sensitivity), sanity and, with masks, localisation in mm."""
         from medxai.attribution.registry import DEFAULT_METHOD
-        from medxai.errors import BatchIncompleteError
         from medxai.metrics.model_grid import ScoreSettings
         from medxai.metrics.scoring import json_ready, score_cases, write_scores_csv
         from medxai.models.model_dir import load_model
@@ -106,10 +105,7 @@ def register(app: typer.Typer) -> None:
         elif sys.stdout.isatty():
             print_table(rows, title=f"scores ({output})")
         console.info(f"wrote {len(rows)} rows to {output}")
-        if failures:
-            for case_id, error in failures:
-                console.info(f"failed {case_id}: {error}")
-            raise BatchIncompleteError(f"{len(failures)} of {len(scans)} scans failed", failed=[c for c, _ in failures])
+        console.report_failed(failures, total=len(scans))
 
     @app.command("validate")
     def validate(

@@ -43,8 +43,10 @@ def register(app: typer.Typer) -> None:
             summary = segment_scans(model_dir, cases, out_dir, settings=settings, sweep=grid, device=device, progress=progress)
         if json_output:
             console.print_json(summary)
-            return
-        typer.echo(f"segmented {summary['cases']} case(s) into {out_dir} with {summary['threshold']} ({summary['chosen_by']})")
-        if summary["scored"]:
-            typer.echo(f"median Dice {summary['median_dice']:.3f}, median IoU {summary['median_iou']:.3f}, "
-                       f"median HD95 {summary['median_hd95_mm']} mm over {summary['scored']} case(s) with masks")
+        else:
+            typer.echo(f"segmented {summary['segmented']} of {summary['cases']} case(s) into {out_dir} with "
+                       f"{summary['threshold']} ({summary['chosen_by']})")
+            if summary["scored"]:
+                typer.echo(f"median Dice {summary['median_dice']:.3f}, median IoU {summary['median_iou']:.3f}, "
+                           f"median HD95 {summary['median_hd95_mm']} mm over {summary['scored']} case(s) with masks")
+        console.report_failed(summary["failed"], total=summary["cases"])

@@ -120,7 +120,7 @@ def segment_cases(model_dir: Path, rows: Sequence[Mapping[str, str]], out: Path,
     segment = SegmentSettings(method=settings.segment_method, seed=settings.seed)
     summary = segment_scans(model_dir, cases, out, settings=segment, progress=progress)
     return {"kind": f"post-hoc {settings.segment_method} heatmap of the classifier, thresholded ({segment.rule})",
-            "median_dice": summary.get("median_dice")}
+            "median_dice": summary.get("median_dice"), "failed_cases": summary["failed"]}
 
 
 def radiomics_cases(rows: Sequence[Mapping[str, str]], out: Path, *, settings: "DemoSettings",

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 from medxai.attribution.engine import explain_case
 from medxai.attribution.registry import DEFAULT_METHOD, check_method_names
 from medxai.attribution.writer import write_case
-from medxai.errors import BatchIncompleteError, ConfigError, MedxaiError
+from medxai.errors import ConfigError, MedxaiError
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -57,7 +57,7 @@ def explain_scans(
     """Explain and write each scan (its channel paths) under ``out_dir/<case_id>``.
 
     With one scan, its error propagates (the CLI's exit 4). With several, a bad scan is recorded and the
-    batch goes on; :class:`BatchIncompleteError` at the end names the failed cases (exit 3).
+    batch goes on; the CLI reports the failed cases and exits 3.
     ``case_options`` are :func:`explain_case`'s keyword options (target, mask, box, voxel, seed, ...).
     """
     check_method_names(list(methods))
@@ -81,9 +81,3 @@ def explain_scans(
     if progress is not None:
         progress("cases", len(scans), len(scans))
     return result
-
-
-def raise_if_incomplete(result: BatchResult, *, total: int) -> None:
-    """BatchIncompleteError (exit 3) when any case failed."""
-    if result.failed:
-        raise BatchIncompleteError(f"{len(result.failed)} of {total} case(s) failed", failed=[c for c, _ in result.failed])

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from medxai.errors import ConfigError
+from medxai.errors import ConfigError, MedxaiError
 from medxai.io.atomic import write_text_atomic
 from medxai.io.naming import case_id_from_path
 from medxai.models.model_dir import LoadedModel
@@ -63,16 +63,29 @@ def check_ensemble(models: Sequence[LoadedModel]) -> list[str]:
 
 def model_probabilities(model: LoadedModel, volumes: Sequence[Sequence[Volume]]) -> np.ndarray:
     """Softmax probabilities (N, classes) of one model for N scans (each a list of channel volumes)."""
-    batch = torch.stack([model.preprocessor.prepare(channels).tensor.as_tensor() for channels in volumes])
+    return network_probabilities(model, [prepared_input(model, channels) for channels in volumes])
+
+
+def prepared_input(model: LoadedModel, channels: Sequence[Volume]) -> torch.Tensor:
+    """One scan's channels on the model's grid and intensity scale, ``(C, X, Y, Z)``."""
+    return model.preprocessor.prepare(channels).tensor.as_tensor()
+
+
+def network_probabilities(model: LoadedModel, prepared: Sequence[torch.Tensor]) -> np.ndarray:
+    """Softmax probabilities (N, classes) of one model for N prepared inputs."""
     with torch.inference_mode():
-        logits = model.network(batch.to(model.device, torch.float32)).float()
+        logits = model.network(torch.stack(list(prepared)).to(model.device, torch.float32)).float()
     return torch.softmax(logits, dim=1).cpu().numpy()
 
 
 def predict(
-    models: Sequence[LoadedModel], scans: Sequence[Scan], *, batch_size: int = 4, progress: Progress | None = None
+    models: Sequence[LoadedModel], scans: Sequence[Scan], *, batch_size: int = 4, progress: Progress | None = None,
+    failed: list[tuple[str, str]] | None = None,
 ) -> list[Prediction]:
-    """Predict every scan with every model; the ensemble probability is the mean of the members' (soft voting)."""
+    """Predict every scan with every model; the ensemble probability is the mean of the members' (soft voting).
+
+    A scan that cannot be read or prepared raises, unless ``failed`` is given: then it is appended there as
+    ``(case_id, one-line reason)`` and the other scans go on (a batch survives bad cases)."""
     from medxai.io.readers import read_volume
 
     classes = check_ensemble(models)
@@ -81,19 +94,28 @@ def predict(
     case_ids = unique_case_ids(scans)
     predictions: list[Prediction] = []
     for start in range(0, len(scans), batch_size):
-        chunk = scans[start:start + batch_size]
-        volumes = [[read_volume(path) for path in scan_channels(scan)] for scan in chunk]
-        members = np.stack([model_probabilities(model, volumes) for model in models])  # (models, N, classes)
-        mean = members.mean(axis=0)
-        for row, case_id in enumerate(case_ids[start:start + batch_size]):
-            predictions.append(Prediction(
-                case_id=case_id,
-                probabilities={name: float(p) for name, p in zip(classes, mean[row])},
-                prediction=classes[int(np.argmax(mean[row]))],
-                members=tuple({name: float(p) for name, p in zip(classes, member[row])} for member in members),
-            ))
+        ready: list[tuple[str, list[torch.Tensor]]] = []  # (case id, its input prepared for each model)
+        for scan, case_id in zip(scans[start:start + batch_size], case_ids[start:start + batch_size]):
+            try:
+                channels = [read_volume(path) for path in scan_channels(scan)]
+                ready.append((case_id, [prepared_input(model, channels) for model in models]))
+            except MedxaiError as error:
+                if failed is None:
+                    raise
+                failed.append((case_id, str(error).strip().splitlines()[0]))
+        if ready:
+            members = np.stack([network_probabilities(model, [inputs[index] for _, inputs in ready])
+                                for index, model in enumerate(models)])  # (models, N, classes)
+            mean = members.mean(axis=0)
+            for row, (case_id, _) in enumerate(ready):
+                predictions.append(Prediction(
+                    case_id=case_id,
+                    probabilities={name: float(p) for name, p in zip(classes, mean[row])},
+                    prediction=classes[int(np.argmax(mean[row]))],
+                    members=tuple({name: float(p) for name, p in zip(classes, member[row])} for member in members),
+                ))
         if progress is not None:
-            progress("Predicting", len(predictions), len(scans))
+            progress("Predicting", min(start + batch_size, len(scans)), len(scans))
     return predictions
 
 

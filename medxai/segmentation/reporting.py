@@ -68,10 +68,12 @@ def _median(values: list[float]) -> float | None:
 
 
 def summarise(out: Path, *, cases: int, rule: "ThresholdRule", chosen_by: str, rows: Sequence[dict[str, Any]],
-              sweep: dict[str, Any] | None, method: str, version: str) -> dict[str, Any]:
-    """The run's summary (what the command prints)."""
-    summary: dict[str, Any] = {"out_dir": str(out), "cases": cases, "method": method, "threshold": str(rule),
-                               "chosen_by": chosen_by, "scored": len(rows), "medxai": version}
+              sweep: dict[str, Any] | None, method: str, version: str,
+              failed: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """The run's summary (what the command prints); ``failed`` holds ``(case_id, reason)`` of cases left out."""
+    summary: dict[str, Any] = {"out_dir": str(out), "cases": cases, "segmented": cases - len(failed), "method": method,
+                               "threshold": str(rule), "chosen_by": chosen_by, "scored": len(rows), "medxai": version,
+                               "failed": [list(item) for item in failed]}
     if rows:
         dices = [float(r["dice"]) for r in rows]
         summary.update(

@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from medxai import __version__
-from medxai.errors import ConfigError, InvalidInputError
+from medxai.errors import ConfigError, InvalidInputError, MedxaiError
 from medxai.io.atomic import write_text_atomic
 from medxai.io.naming import case_id_from_path
 from medxai.segmentation.heatmaps import OWN, ClassMap
@@ -144,7 +144,10 @@ def segment_scans(
     """Write ``OUT/<case_id>/{mask,heatmap}.nii.gz`` + ``segmentation.json`` for every case, and
     ``OUT/segmentation_scores.csv`` for cases with a reference mask. With ``sweep`` (candidate rules) the
     rule is chosen on the cases with reference masks first (``OUT/sweep.json``); their scores are then
-    optimistic, so choose on validation cases and apply the choice to test cases in a second run."""
+    optimistic, so choose on validation cases and apply the choice to test cases in a second run.
+
+    With one case, its error propagates (the CLI's exit 4). With several, a case that cannot be read or
+    explained is left out (no folder) and listed in the summary's ``failed`` as ``(case_id, reason)``."""
     from medxai.io.nifti import write_nifti
     from medxai.io.readers import read_mask, read_volume
     from medxai.models.model_dir import load_model
@@ -168,16 +171,27 @@ def segment_scans(
         truth = read_mask(case.mask, channels[0]) if case.mask else None
         return mapped, truth, channels[0] if settings.refine else None
 
+    failed: list[tuple[str, str]] = []
+
+    def compute_or_skip(case: SegmentInput) -> tuple[ClassMap, Volume | None, Volume | None] | None:
+        try:
+            return compute(case)
+        except MedxaiError as error:
+            if len(cases) == 1:
+                raise
+            failed.append((case.case_id, str(error).strip().splitlines()[0]))
+            return None
+
     refine = dict(refine=settings.refine, refine_margin_mm=settings.refine_margin_mm)
 
     rule, chosen_by, sweep_record = settings.rule, "option", None
-    computed: dict[str, tuple[ClassMap, Volume | None, Volume | None]] = {}
+    computed: dict[str, tuple[ClassMap, Volume | None, Volume | None] | None] = {}
     if sweep:
         for number, case in enumerate(cases, start=1):
-            computed[case.case_id] = compute(case)
+            computed[case.case_id] = compute_or_skip(case)
             if progress:
                 progress("Heatmaps", number, len(cases))
-        scored = [(m, t, image) for m, t, image in computed.values() if t is not None]
+        scored = [done for done in computed.values() if done is not None and done[1] is not None]
         sweep_record = sweep_thresholds([(m, t) for m, t, _ in scored], sweep, keep_largest=settings.keep_largest,
                                         fill=settings.fill_holes, images=[image for _, _, image in scored] if settings.refine else None,
                                         **refine)
@@ -187,7 +201,10 @@ def segment_scans(
                                                      "cases": [c.case_id for c in cases]}))
     rows: list[dict[str, Any]] = []
     for number, case in enumerate(cases, start=1):
-        mapped, truth, image = computed.pop(case.case_id) if case.case_id in computed else compute(case)
+        done = computed.pop(case.case_id) if case.case_id in computed else compute_or_skip(case)
+        if done is None:
+            continue
+        mapped, truth, image = done
         mask, level = cut_mask(mapped, rule=rule, keep_largest=settings.keep_largest, fill=settings.fill_holes,
                                image=image, seed=settings.seed, **refine)
         scores = overlap_scores(mask, truth) if truth is not None else None
@@ -205,7 +222,7 @@ def segment_scans(
     if rows:
         write_text_atomic(out / "segmentation_scores.csv", scores_csv(rows))
     return summarise(out, cases=len(cases), rule=rule, chosen_by=chosen_by, rows=rows, sweep=sweep_record,
-                     method=settings.method, version=__version__)
+                     method=settings.method, version=__version__, failed=failed)
 
 
 def _json(payload: dict[str, Any]) -> str:

@@ -42,6 +42,20 @@ def test_train_then_predict_end_to_end(cli, tmp_path: Path) -> None:
     as_csv = cli("predict", model, scans[1])
     assert as_csv.stdout.splitlines()[0] == "case_id,prediction,p_lesion,p_normal"
 
+    # A batch survives a bad scan: the others are predicted (same probabilities as above, so the chunk of
+    # the batch that held the bad scan was not shifted), the bad one is named on stderr, exit 3.
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(b"not a NIfTI file")
+    partial = tmp_path / "partial.csv"
+    survived = cli("predict", model, scans[0], corrupt, scans[2], "-o", partial, "--batch-size", "2")
+    assert survived.exit_code == 3, survived.stderr
+    kept = list(csv.DictReader(io.StringIO(partial.read_text())))
+    assert [r["case_id"] for r in kept] == ["case000", "case002"]
+    assert [r["p_lesion"] for r in kept] == [rows[0]["p_lesion"], rows[2]["p_lesion"]]
+    assert "failed corrupt:" in survived.stderr and "corrupt.nii.gz" in survived.stderr
+    alone = cli("predict", model, corrupt)
+    assert alone.exit_code == 4 and "corrupt.nii.gz" in alone.stderr
+
 
 def _one_line_error(result, code: int, text: str) -> None:
     assert result.exit_code == code, (result.exit_code, result.stderr)

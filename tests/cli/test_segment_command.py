@@ -142,6 +142,22 @@ def test_bad_inputs_exit_4_with_one_line(cli, models, tmp_path: Path) -> None:
     assert len(wrong.stderr.strip().splitlines()) == 1
 
 
+def test_a_batch_keeps_going_past_a_bad_case(cli, models, tmp_path: Path) -> None:
+    """A corrupt scan among good ones: the good case is segmented, the bad one gets no folder and one
+    'failed' line naming the file, and the command exits 3 (batch finished, some cases failed)."""
+    image, _ = _oblique_lesion_case(tmp_path)
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(b"\x00" * 100)
+    out = tmp_path / "batch"
+    result = cli("segment", models["gp"], corrupt, image, "-o", out, "--target", "lesion", "--json")
+    assert result.exit_code == 3, result.stderr
+    assert (out / "oblique_case" / "mask.nii.gz").is_file() and not (out / "corrupt").exists()
+    summary = json.loads(result.stdout)
+    assert summary["segmented"] == 1 and [case for case, _ in summary["failed"]] == ["corrupt"]
+    failed_lines = [line for line in result.stderr.splitlines() if line.startswith("failed corrupt:")]
+    assert len(failed_lines) == 1 and "corrupt.nii.gz" in failed_lines[0]
+
+
 def test_refine_redraws_the_margin_from_the_image(cli, models, tmp_path: Path) -> None:
     image, truth = _oblique_lesion_case(tmp_path)
     common = ("--mask", truth, "--target", "lesion", "--threshold", "fixed:0.5", "--json")
