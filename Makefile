@@ -7,6 +7,7 @@ PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 STAMP := $(VENV)/.medxai-installed
 DEMO_DIR ?= demo-output
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: venv demo test test-all bench bench-quick clean
 
@@ -35,8 +36,9 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
 
+# A full run takes hours on a CPU and keeps its rows after every group: `make bench BENCH_ARGS=--resume` goes on.
 bench: $(STAMP)
-	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.run --quick

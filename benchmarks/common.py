@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -42,12 +42,13 @@ class Settings:
                                        "smooth_gradcampp": {"n_samples": 8},
                                        "occlusion": {"window_mm": 16.0, "stride_mm": 8.0}},
                        memory_sizes=(64,), demo_args=("--quick",), pipeline_cases=4)
-        return cls(quick=False, repeats=5, floor_warmup=1,
-                   floor_cases=tuple((arch, size, (1, 2, 4, 8)) for arch in ("tiny", "resnet18", "densenet121") for size in (64, 96, 128)),
-                   batch_sizes=(1, 2, 4, 8, 16), method_model="resnet18", method_size=64, roi_case=(64, 16, 8),
-                   method_options={"integrated_gradients": {"n_steps": 32, "max_steps": 32},
-                                   "occlusion": {"window_mm": 16.0, "stride_mm": 8.0}},
-                   memory_sizes=(128, 256), demo_args=(), pipeline_cases=20, end_to_end_repeats=3)
+        # Full: the method groups as --methods-only runs them on ResNet18 at 64^3 (sample counts cut: the ratios
+        # do not depend on them, and 343 occlusion windows repeated by the peers would take hours on a CPU), the
+        # floors of three networks at three sizes, memory at 128 and 256^3, radiomics and the end-to-end runs.
+        return replace(cls.methods_at("resnet18", 64),
+                       floor_cases=tuple((arch, size, (1, 2, 4, 8)) for arch in ("tiny", "resnet18", "densenet121")
+                                         for size in (64, 96, 128)),
+                       memory_sizes=(128, 256), demo_args=(), pipeline_cases=20, end_to_end_repeats=3)
 
     @classmethod
     def methods_at(cls, arch: str, size: int) -> "Settings":

@@ -28,7 +28,12 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], notes: list[str
              f"- torch threads: {header.get('torch_threads', '?')}; CPU affinity: {header.get('cpu_affinity', 'not recorded')}; "
              f"OMP_NUM_THREADS: {header.get('omp_num_threads') or 'unset'}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in header["versions"].items()),
-             f"- 1-minute load average at start: {header['load_average_start']}, at end: {header.get('load_average_end')}", ""]
+             f"- 1-minute load average at start: {header['load_average_start']}, at end: {header.get('load_average_end')}"]
+    sessions = header.get("sessions") or []
+    if len(sessions) > 1:  # a resumed run: each row's `session` says which of these measured it
+        lines += [f"- session {index}: started {item['started']} on {item['cpu_model']}, {item['torch_threads']} torch thread(s), "
+                  f"affinity {item['cpu_affinity']}" for index, item in enumerate(sessions)]
+    lines.append("")
     lines += [f"> {note}" for note in notes] + [""]
     lines += ["| name | size | median s | spread s | n | passes | floor s | x floor | x b1 floor | peer | peer s | x peer | load before/after |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -1,7 +1,8 @@
 """Run the benchmarks: ``python -m benchmarks.run [--quick] [--out benchmarks/results]``.
 
 Writes ``<out>/<date>-<host>.json`` (a header record with versions, hardware and load, then one record
-per measurement) and ``<out>/<date>-<host>.md`` (the table). Uses CUDA when torch sees a GPU.
+per measurement) and ``<out>/<date>-<host>.md`` (the table). Uses CUDA when torch sees a GPU. The rows so
+far are kept in ``<out>/<host>.partial.json`` after every group; ``--resume`` goes on from there.
 """
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
+from benchmarks.checkpoint import Checkpoint, session_record
 from benchmarks.common import Settings, device_name, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +43,8 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def header(*, quick: bool, device: str) -> dict[str, Any]:
+def header(*, quick: bool, device: str, session: dict[str, Any]) -> dict[str, Any]:
+    """Versions and hardware of the run; the CPU, threads and affinity are its first session's."""
     from medxai.attribution.provenance import library_versions
 
     import torch
@@ -49,26 +52,14 @@ def header(*, quick: bool, device: str) -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
     return {"name": "header", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "host": safe_host(), "quick": quick, "device": gpu or "cpu", "versions": library_versions(),
-            "cpu_model": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "ram_gib": psutil.virtual_memory().total / 2**30, "load_average_start": load_average()}
+            "cpu_model": session["cpu_model"], "cores": os.cpu_count(), "torch_threads": session["torch_threads"],
+            "cpu_affinity": session["cpu_affinity"], "omp_num_threads": session["omp_num_threads"],
+            "ram_gib": psutil.virtual_memory().total / 2**30, "load_average_start": session["load_average_start"]}
 
 
 def safe_host() -> str:
     """The host name with anything but letters, digits, dots and dashes replaced, for file names."""
     return re.sub(r"[^A-Za-z0-9.-]+", "_", socket.gethostname()).strip("._-")[:40] or "host"
-
-
-def group(rows: list[dict[str, Any]], produce: Callable[[], list[dict[str, Any]]], label: str) -> None:
-    """Run one measurement group, stamping its rows with the load average before and after."""
-    before = load_average()
-    print(f"[bench] {label} (load {before})", file=sys.stderr, flush=True)
-    produced = produce()
-    after = load_average()
-    for row in produced:
-        row.update(group=label, load_before=before, load_after=after)
-    rows.extend(produced)
 
 
 def radiomics_rows(*, quick: bool, out: Path, repeats: int) -> list[dict[str, Any]]:
@@ -85,100 +76,119 @@ def radiomics_rows(*, quick: bool, out: Path, repeats: int) -> list[dict[str, An
     return rows
 
 
-def write_run(head: dict[str, Any], rows: list[dict[str, Any]], out: Path, stem: str) -> tuple[Path, Path]:
-    """``out/<stem>.json`` (the header record, then the rows) and ``out/<stem>.md`` (the table), atomically."""
+def open_run(out: Path, suffix: str, *, quick: bool, device: str, resume: bool) -> Checkpoint:
+    """This run's checkpoint (``<out>/<host><suffix>.partial.json``), resumed from it when asked."""
+    import torch
+
+    session = session_record(cpu_model=_cpu_model(), torch_threads=torch.get_num_threads(),
+                             cpu_affinity=sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+                             omp_num_threads=os.environ.get("OMP_NUM_THREADS"))
+    return Checkpoint.open(out / f"{safe_host()}{suffix}.partial.json", session=session,
+                           header=lambda: header(quick=quick, device=device, session=session), resume=resume)
+
+
+def write_run(checkpoint: Checkpoint, out: Path, suffix: str) -> tuple[Path, Path]:
+    """``out/<date>-<host><suffix>.json`` (the header record, then the rows) and ``.md`` (the table), atomically;
+    the checkpoint goes once they are written."""
     from benchmarks.report import markdown
     from medxai.io.atomic import write_text_atomic
 
-    head["load_average_end"] = load_average()
+    head = {**checkpoint.header, "load_average_end": load_average()}
     out.mkdir(parents=True, exist_ok=True)
+    stem = f"{dt.date.today().isoformat()}-{safe_host()}{suffix}"
     json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
-    write_text_atomic(json_path, json.dumps([head, *rows], indent=1, default=str) + "\n")
-    write_text_atomic(md_path, markdown(head, rows, NOTES))
+    write_text_atomic(json_path, json.dumps([head, *checkpoint.rows], indent=1, default=str) + "\n")
+    write_text_atomic(md_path, markdown(head, checkpoint.rows, NOTES))
+    checkpoint.finish()
     return json_path, md_path
 
 
-def run(settings: Settings, out: Path) -> tuple[Path, Path]:
+def run(settings: Settings, out: Path, *, resume: bool = False) -> tuple[Path, Path]:
     from benchmarks.end_to_end import demo_record, pipeline_record
     from benchmarks.memory import memory_records
     from medxai.attribution.registry import METHODS
 
     device = device_name()
-    head = header(quick=settings.quick, device=device)
-    rows: list[dict[str, Any]] = []
-    method_groups(settings, rows, device=device)
-    group(rows, lambda: radiomics_rows(quick=settings.quick, out=out, repeats=settings.repeats), "radiomics")
+    suffix = "-quick" if settings.quick else ""
+    checkpoint = open_run(out, suffix, quick=settings.quick, device=device, resume=resume)
+    method_groups(settings, checkpoint, device=device)
+    checkpoint.group("radiomics", lambda: radiomics_rows(quick=settings.quick, out=out, repeats=settings.repeats))
     for memory_size in settings.memory_sizes:
-        group(rows, lambda: memory_records(list(METHODS), arch=settings.method_model, size=memory_size, device=device),
-              f"memory {settings.method_model} {memory_size}^3")
-    group(rows, lambda: [demo_record(settings.demo_args, repeats=settings.end_to_end_repeats, device=device),
-                         pipeline_record(settings.pipeline_cases, repeats=settings.end_to_end_repeats, device=device)],
-          "end to end")
-    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}{'-quick' if settings.quick else ''}")
+        checkpoint.group(f"memory {settings.method_model} {memory_size}^3",
+                         lambda: memory_records(list(METHODS), arch=settings.method_model, size=memory_size, device=device))
+    checkpoint.group("end to end", lambda: [
+        demo_record(settings.demo_args, repeats=settings.end_to_end_repeats, device=device),
+        pipeline_record(settings.pipeline_cases, repeats=settings.end_to_end_repeats, device=device)])
+    return write_run(checkpoint, out, suffix)
 
 
-def method_groups(settings: Settings, rows: list[dict[str, Any]], *, device: str) -> None:
-    """The floors, then every method, its peers, ROI occlusion vs MONAI and the metrics on the method model."""
+def method_groups(settings: Settings, checkpoint: Checkpoint, *, device: str) -> None:
+    """The floors, then every method, its peers, ROI occlusion vs MONAI and the metrics on the method model.
+    The method model's floor is measured in the session that runs the groups divided by it (a resumed run
+    may be on another machine), so the ratios stay back to back."""
     from benchmarks.attribution_cost import attribution_records
     from benchmarks.floor import floor_records, make_model
     from benchmarks.metrics_cost import metric_records
     from benchmarks.peers import peer_records, roi_occlusion_record
 
     for arch, size, batches in settings.floor_cases:
-        group(rows, lambda: floor_records(arch, size, device=device, repeats=settings.repeats, batch_sizes=batches,
-                                          warmup=settings.floor_warmup)[0], f"floor {arch} {size}^3")
+        checkpoint.group(f"floor {arch} {size}^3", lambda: floor_records(arch, size, device=device, repeats=settings.repeats,
+                                                                         batch_sizes=batches, warmup=settings.floor_warmup)[0])
     arch, size = settings.method_model, settings.method_size
+    labels = [f"methods {arch} {size}^3", f"peers {arch} {size}^3", "occlusion ROI vs MONAI", f"metrics {arch} {size}^3"]
+    if not any(checkpoint.pending(label) for label in labels):
+        return
     network, inputs = make_model(arch, size, device=device)
     floor_rows, floor = floor_records(arch, size, device=device, repeats=settings.repeats, batch_sizes=settings.batch_sizes)
     if (arch, size) not in {(a, s) for a, s, _ in settings.floor_cases}:
-        rows.extend(floor_rows)
+        checkpoint.group(f"floor {arch} {size}^3 (session {checkpoint.session})", lambda: floor_rows)
     options = settings.method_options
-    group(rows, lambda: attribution_records(network, inputs, floor, arch=arch, device=device, repeats=settings.repeats,
-                                            configured=options), f"methods {arch} {size}^3")
-    group(rows, lambda: peer_records(network, inputs, arch=arch, device=device, repeats=settings.repeats,
-                                     configured=options), f"peers {arch} {size}^3")
+    checkpoint.group(labels[0], lambda: attribution_records(network, inputs, floor, arch=arch, device=device,
+                                                            repeats=settings.repeats, configured=options))
+    checkpoint.group(labels[1], lambda: peer_records(network, inputs, arch=arch, device=device, repeats=settings.repeats,
+                                                     configured=options))
     roi_size, window, stride = settings.roi_case
-    roi_network, _ = make_model(arch, roi_size, device=device)
-    group(rows, lambda: [roi_occlusion_record(roi_network, size=roi_size, window=window, stride=stride, arch=arch,
-                                              device=device, repeats=settings.repeats)], "occlusion ROI vs MONAI")
-    group(rows, lambda: metric_records(network, inputs, floor, arch=arch, device=device, repeats=settings.repeats),
-          f"metrics {arch} {size}^3")
+    checkpoint.group(labels[2], lambda: [roi_occlusion_record(make_model(arch, roi_size, device=device)[0], size=roi_size,
+                                                              window=window, stride=stride, arch=arch, device=device,
+                                                              repeats=settings.repeats)])
+    checkpoint.group(labels[3], lambda: metric_records(network, inputs, floor, arch=arch, device=device,
+                                                       repeats=settings.repeats))
 
 
-def run_methods(arch: str, size: int, out: Path) -> tuple[Path, Path]:
+def run_methods(arch: str, size: int, out: Path, *, resume: bool = False) -> tuple[Path, Path]:
     """Only the method groups (floor, methods, peers, ROI occlusion, metrics) on ``arch`` at ``size``^3."""
-    settings = Settings.methods_at(arch, size)
     device = device_name()
-    head = header(quick=False, device=device)
-    rows: list[dict[str, Any]] = []
-    method_groups(settings, rows, device=device)
-    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}-methods-{arch}-{size}")
+    suffix = f"-methods-{arch}-{size}"
+    checkpoint = open_run(out, suffix, quick=False, device=device, resume=resume)
+    method_groups(Settings.methods_at(arch, size), checkpoint, device=device)
+    return write_run(checkpoint, out, suffix)
 
 
-def run_floors(arch: str, sizes: tuple[int, ...], out: Path, *, batch_sizes: tuple[int, ...] = (1, 2, 4)) -> tuple[Path, Path]:
+def run_floors(arch: str, sizes: tuple[int, ...], out: Path, *, batch_sizes: tuple[int, ...] = (1, 2, 4),
+               resume: bool = False) -> tuple[Path, Path]:
     """Only the pass floors (forward, forward+backward at each batch size) of ``arch`` at ``sizes``^3."""
     from benchmarks.floor import floor_records
 
     device = device_name()
-    head = header(quick=False, device=device)
-    rows: list[dict[str, Any]] = []
+    suffix = f"-floor-{arch}"
+    checkpoint = open_run(out, suffix, quick=False, device=device, resume=resume)
     for size in sizes:
-        group(rows, lambda: floor_records(arch, size, device=device, repeats=3, batch_sizes=batch_sizes)[0],
-              f"floor {arch} {size}^3")
-    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}-floor-{arch}")
+        checkpoint.group(f"floor {arch} {size}^3",
+                         lambda: floor_records(arch, size, device=device, repeats=3, batch_sizes=batch_sizes)[0])
+    return write_run(checkpoint, out, suffix)
 
 
-def run_memory(settings: Settings, out: Path, *, arch: str, sizes: tuple[int, ...]) -> tuple[Path, Path]:
+def run_memory(settings: Settings, out: Path, *, arch: str, sizes: tuple[int, ...], resume: bool = False) -> tuple[Path, Path]:
     """Only the peak-memory group (every method, automatic batching) at ``sizes`` for ``arch``."""
     from benchmarks.memory import memory_records
     from medxai.attribution.registry import METHODS
 
     device = device_name()
-    head = header(quick=settings.quick, device=device)
-    rows: list[dict[str, Any]] = []
+    suffix = f"-memory-{arch}"
+    checkpoint = open_run(out, suffix, quick=settings.quick, device=device, resume=resume)
     for size in sizes:
-        group(rows, lambda: memory_records(list(METHODS), arch=arch, size=size, device=device), f"memory {arch} {size}^3")
-    return write_run(head, rows, out, f"{dt.date.today().isoformat()}-{safe_host()}-memory-{arch}")
+        checkpoint.group(f"memory {arch} {size}^3", lambda: memory_records(list(METHODS), arch=arch, size=size, device=device))
+    return write_run(checkpoint, out, suffix)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,19 +202,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the pass floors of that model at these sizes, batch 1, 2, 4 (e.g. resnet18:96,128)")
     parser.add_argument("--arch", default=None, help="with --memory-only: the model (default: the run's method model)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from this host's partial file of the same kind of run, keeping the groups it finished")
     args = parser.parse_args(argv)
     settings = Settings.make(quick=args.quick)
     if args.methods_only:
         arch, _, size = args.methods_only.partition(":")
-        json_path, md_path = run_methods(arch, int(size), args.out)
+        json_path, md_path = run_methods(arch, int(size), args.out, resume=args.resume)
     elif args.floor_only:
         arch, _, sizes = args.floor_only.partition(":")
-        json_path, md_path = run_floors(arch, tuple(int(part) for part in sizes.split(",")), args.out)
+        json_path, md_path = run_floors(arch, tuple(int(part) for part in sizes.split(",")), args.out, resume=args.resume)
     elif args.memory_only:
         sizes = tuple(int(part) for part in args.memory_only.split(","))
-        json_path, md_path = run_memory(settings, args.out, arch=args.arch or settings.method_model, sizes=sizes)
+        json_path, md_path = run_memory(settings, args.out, arch=args.arch or settings.method_model, sizes=sizes,
+                                         resume=args.resume)
     else:
-        json_path, md_path = run(settings, args.out)
+        json_path, md_path = run(settings, args.out, resume=args.resume)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0

@@ -104,3 +104,59 @@ def test_captum_peers_compute_the_same_heatmaps_as_the_methods_they_are_compared
         assert theirs.shape == mine.shape, key
         if name != "smoothgrad" and key != "gradcam/monai":
             torch.testing.assert_close(theirs, mine, rtol=1e-4, atol=1e-6 * float(mine.abs().max()), msg=key)
+
+
+def test_an_interrupted_run_resumes_keeping_the_groups_it_finished(tmp_path, monkeypatch):
+    """A run stopped mid-way (here by an interrupt in its second group) leaves a partial file; --resume measures
+    only what is missing and writes one result that says which session measured each row."""
+    import json
+
+    import benchmarks.floor
+    from benchmarks.run import main
+
+    real = benchmarks.floor.floor_records
+    measured: list[int] = []
+
+    def stopping_at_24(arch, size, **options):
+        if size == 24:
+            raise KeyboardInterrupt
+        measured.append(size)
+        return real(arch, size, **options)
+
+    monkeypatch.setattr(benchmarks.floor, "floor_records", stopping_at_24)
+    with pytest.raises(KeyboardInterrupt):
+        main(["--floor-only", "tiny:16,24", "--out", str(tmp_path)])
+    (partial,) = tmp_path.glob("*.partial.json")
+    assert json.loads(partial.read_text())["done"] == ["floor tiny 16^3"] and not list(tmp_path.glob("*-floor-tiny.json"))
+
+    def counting(arch, size, **options):
+        measured.append(size)
+        return real(arch, size, **options)
+
+    monkeypatch.setattr(benchmarks.floor, "floor_records", counting)
+    assert main(["--floor-only", "tiny:16,24", "--out", str(tmp_path), "--resume"]) == 0
+    assert measured == [16, 24] and not partial.exists()
+    head, *rows = json.loads(next(tmp_path.glob("*-floor-tiny.json")).read_text())
+    assert len(head["sessions"]) == 2
+    assert {row["name"].split("/")[2]: row["session"] for row in rows} == {"16": 0, "24": 1}
+
+
+def test_a_failing_group_is_one_error_row_and_the_run_goes_on(tmp_path, monkeypatch):
+    import json
+
+    import benchmarks.floor
+    from benchmarks.run import main
+
+    real = benchmarks.floor.floor_records
+
+    def failing_at_16(arch, size, **options):
+        if size == 16:
+            raise RuntimeError("simulated failure\nsecond line")
+        return real(arch, size, **options)
+
+    monkeypatch.setattr(benchmarks.floor, "floor_records", failing_at_16)
+    assert main(["--floor-only", "tiny:16,24", "--out", str(tmp_path)]) == 0
+    _head, *rows = json.loads(next(tmp_path.glob("*-floor-tiny.json")).read_text())
+    errors = [row for row in rows if "error" in row]
+    assert [(row["name"], row["error"]) for row in errors] == [("group/floor tiny 16^3", "RuntimeError: simulated failure")]
+    assert sum(1 for row in rows if row["name"].startswith("floor/tiny/24/")) == 6
