@@ -35,13 +35,14 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], notes: list[str
                   f"affinity {item['cpu_affinity']}" for index, item in enumerate(sessions)]
     lines.append("")
     lines += [f"> {note}" for note in notes] + [""]
-    lines += ["| name | size | median s | spread s | n | passes | floor s | x floor | x floor now | x b1 floor | peer | peer s | x peer | load before/after |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    columns = ["name", "size", "median s", "spread s", "n", "passes", "floor s", "x floor", "x floor now", "x b1 floor",
+               "peer", "peer s", "x peer", "load before/after"]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         if "median_s" not in row and "error" not in row:
             continue
         if "error" in row:
-            lines.append(f"| {row['name']} | {row.get('size', '')} | failed: {row['error']} |||||||||||")
+            lines.append(f"| {row['name']} | {row.get('size', '')} | failed: {row['error']} |" + " |" * (len(columns) - 3))
             continue
         load = row.get("load_before"), row.get("load_after")
         reused = " (previous run, not re-measured)" if "not re-measured" in str(row.get("source", "")) else ""
