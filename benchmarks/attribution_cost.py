@@ -7,12 +7,6 @@ from the prediction's clean forward pass, which every case needs anyway, so no m
 Network copies made for hook-based methods (model surgery, in-place-free copies, the LRP graph) are
 built once per model and reused while its weights are unchanged; ``first_call_s`` is the first call,
 which pays for them.
-
-Each method is also timed alternately with one batch-1 reference pass (forward+backward, or forward for
-forward-only methods): in one process the same call's time drifts by 10-30 % between groups (allocator
-state, the VM's neighbours), so ``floor_now_s`` rescales the floor by how much slower or faster that
-reference pass runs now than when the floor was measured, and ``ratio_to_floor_now`` is taken under the
-same conditions as the method.
 """
 from __future__ import annotations
 
@@ -23,11 +17,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from benchmarks.common import measure_pair, record
-from benchmarks.floor import PassFloor, _backward, _forward
+from benchmarks.common import measure, record
+from benchmarks.floor import PassFloor
 
 CAM_METHODS = ("gradcam", "gradcampp", "smooth_gradcampp")
-FORWARD_ONLY_METHODS = ("occlusion", "feature_ablation")
 # One sample per pass: nothing to batch, so the batch-1 pass is their floor too.
 SINGLE_SAMPLE_METHODS = ("saliency", "input_x_gradient", "guided_backprop", "gradcam", "gradcampp", "lrp")
 
@@ -106,27 +99,21 @@ def attribution_records(network: nn.Module, inputs: torch.Tensor, floor: PassFlo
 
     batch_size = auto_batch_size(network, inputs)
     size = "x".join(str(n) for n in inputs.shape[2:])
-    references = {"backward": (lambda: _backward(network, inputs), floor.backward_b1_s),
-                  "forward": (lambda: _forward(network, inputs), floor.forward_b1_s)}
     rows = []
     for name in METHODS:
         options = method_options(name, arch, configured)
         call, last = method_runner(name, network, inputs, device=device, batch_size=batch_size, options=options)
-        reference, reference_then = references["forward" if name in FORWARD_ONLY_METHODS else "backward"]
         try:
             started = time.perf_counter()
             call()
             first_call_s = time.perf_counter() - started
-            timing, reference_now = measure_pair(call, reference, repeats=repeats, device=device, warmup=0)
+            timing = measure(call, repeats=repeats, device=device, warmup=0)
         except (RuntimeError, MemoryError) as error:
             rows.append({"name": f"method/{name}", "method": name, "error": str(error).splitlines()[0]})
             continue
         counted = passes(name, last["params"], last["diagnostics"], tuple(inputs.shape[2:]))
-        floor_now = floor.cost(**counted) * reference_now["median_s"] / reference_then
         row = record(f"method/{name}", name, size, device, timing, model=arch, batch_size=batch_size,
                      passes=counted, floor_s=floor.cost(**counted), first_call_s=first_call_s,
-                     reference_pass_s=reference_now["median_s"], floor_now_s=floor_now,
-                     ratio_to_floor_now=timing["median_s"] / floor_now,
                      params={k: v for k, v in last["params"].items() if k != "roi"})
         if name in SINGLE_SAMPLE_METHODS and not math.isnan(floor.forward_b1_s + floor.backward_b1_s):
             row["floor_b1_s"] = floor.cost_at_batch_1(**counted)

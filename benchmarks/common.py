@@ -98,14 +98,13 @@ def measure(call: Callable[[], Any], *, repeats: int, device: str = "cpu", warmu
     return _merge([{"median_s": sample} for sample in samples])
 
 
-def measure_pair(first: Callable[[], Any], second: Callable[[], Any], *, repeats: int, device: str = "cpu",
-                 warmup: int = 1) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Time two calls alternately (first, second, first, ...) so both see the same machine load and state."""
+def measure_pair(first: Callable[[], Any], second: Callable[[], Any], *, repeats: int, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Time two calls alternately (first, second, first, ...) so both see the same machine load."""
     first_runs: list[dict[str, Any]] = []
     second_runs: list[dict[str, Any]] = []
     for index in range(repeats):
-        first_runs.append(measure(first, repeats=1, device=device, warmup=warmup if index == 0 else 0))
-        second_runs.append(measure(second, repeats=1, device=device, warmup=warmup if index == 0 else 0))
+        first_runs.append(measure(first, repeats=1, device=device, warmup=1 if index == 0 else 0))
+        second_runs.append(measure(second, repeats=1, device=device, warmup=1 if index == 0 else 0))
     return _merge(first_runs), _merge(second_runs)
 
 

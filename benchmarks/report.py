@@ -35,7 +35,7 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], notes: list[str
                   f"affinity {item['cpu_affinity']}" for index, item in enumerate(sessions)]
     lines.append("")
     lines += [f"> {note}" for note in notes] + [""]
-    columns = ["name", "size", "median s", "spread s", "n", "passes", "floor s", "x floor", "x floor now", "x b1 floor",
+    columns = ["name", "size", "median s", "spread s", "n", "passes", "floor s", "x floor", "x b1 floor",
                "peer", "peer s", "x peer", "load before/after"]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
@@ -49,7 +49,7 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], notes: list[str
         lines.append("| " + " | ".join([
             row["name"] + reused, str(row["size"]), _seconds(row["median_s"]), _seconds(row.get("spread_s")), str(row.get("repeats", "")),
             _passes(row), _seconds(row.get("floor_s")), _ratio(row.get("ratio_to_floor")),
-            _ratio(row.get("ratio_to_floor_now")), _ratio(row.get("ratio_to_b1_floor")), row.get("peer", ""),
+            _ratio(row.get("ratio_to_b1_floor")), row.get("peer", ""),
             _seconds(row.get("peer_median_s")), _ratio(row.get("ratio_to_peer")),
             f"{load[0]}/{load[1]}" if load[0] is not None else ""]) + " |")
     memory = [row for row in rows if "peak_rss_mib" in row]

@@ -27,9 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTES = [
     "Figures taken while other processes load the CPU (see the load columns) are inflated in absolute seconds; "
     "the ratios measured back to back (method / floor, medxai / peer) are the meaningful part.",
-    "x floor = median / (passes the method needs x best per-sample pass time at this size); x floor now = the same with "
-    "the floor rescaled by a batch-1 reference pass timed alternately with the method (the same call drifts 10-30 % "
-    "between groups of one process); x b1 floor = the same "
+    "x floor = median / (passes the method needs x best per-sample pass time at this size); x b1 floor = the same "
     "with the batch-1 pass time, for methods that run one sample per pass and so cannot batch; x peer = medxai / peer "
     "(below 1: medxai faster). Peers do the same amount of work (steps, samples, windows) with the library's defaults otherwise.",
 ]

@@ -160,29 +160,3 @@ def test_a_failing_group_is_one_error_row_and_the_run_goes_on(tmp_path, monkeypa
     errors = [row for row in rows if "error" in row]
     assert [(row["name"], row["error"]) for row in errors] == [("group/floor tiny 16^3", "RuntimeError: simulated failure")]
     assert sum(1 for row in rows if row["name"].startswith("floor/tiny/24/")) == 6
-
-
-def test_method_ratios_are_also_taken_against_a_reference_pass_timed_alongside():
-    """The same call drifts between groups of one process, so each method's floor is rescaled by a batch-1
-    reference pass timed alternately with it: a floor measured 'then' twice as slow as the reference pass runs
-    'now' halves (the forward pass for forward-only methods, forward+backward for the others)."""
-    from benchmarks.attribution_cost import attribution_records
-    from benchmarks.floor import PassFloor
-
-    network, inputs = make_model("tiny", 16, device="cpu")
-    _rows, measured = floor_records("tiny", 16, device="cpu", repeats=1, batch_sizes=(1,), warmup=0)
-    then = PassFloor(forward_s=measured.forward_s, backward_s=measured.backward_s,
-                     forward_b1_s=2 * measured.forward_b1_s, backward_b1_s=2 * measured.backward_b1_s)
-    rows = attribution_records(network, inputs, then, arch="tiny", device="cpu", repeats=1,
-                               configured={"integrated_gradients": {"n_steps": 4, "max_steps": 4}, "smoothgrad": {"n_samples": 2},
-                                           "smooth_gradcampp": {"n_samples": 2}, "occlusion": {"window_mm": 8.0, "stride_mm": 8.0},
-                                           "feature_ablation": {"supervoxel_mm": 8.0}})
-    by_name = {row["method"]: row for row in rows}
-    assert set(by_name) == set(METHODS) and not [row for row in rows if "error" in row]
-    for name, row in by_name.items():
-        reference_then = then.forward_b1_s if name in ("occlusion", "feature_ablation") else then.backward_b1_s
-        assert row["floor_now_s"] == pytest.approx(row["floor_s"] * row["reference_pass_s"] / reference_then)
-        assert row["ratio_to_floor_now"] == pytest.approx(row["median_s"] / row["floor_now_s"])
-    table = markdown({"date": "d", "host": "h", "quick": True, "device": "cpu", "cpu_model": "x", "cores": 2, "ram_gib": 1.0,
-                      "versions": {"torch": "t"}, "load_average_start": 1.0}, rows, ["note"])
-    assert "| x floor now |" in table and table.count("| method/") == len(METHODS)
