@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from medxai.errors import ConfigError, MedxaiError
+from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.atomic import write_text_atomic
 from medxai.io.naming import case_id_from_path
 from medxai.models.model_dir import LoadedModel
@@ -99,7 +99,7 @@ def predict(
             try:
                 channels = [read_volume(path) for path in scan_channels(scan)]
                 ready.append((case_id, [prepared_input(model, channels) for model in models]))
-            except MedxaiError as error:
+            except InvalidInputError as error:  # a bad scan; a wrong option fails every scan and is raised
                 if failed is None:
                     raise
                 failed.append((case_id, str(error).strip().splitlines()[0]))

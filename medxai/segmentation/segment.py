@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from medxai import __version__
-from medxai.errors import ConfigError, InvalidInputError, MedxaiError
+from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.atomic import write_text_atomic
 from medxai.io.naming import case_id_from_path
 from medxai.segmentation.heatmaps import OWN, ClassMap
@@ -146,8 +146,8 @@ def segment_scans(
     rule is chosen on the cases with reference masks first (``OUT/sweep.json``); their scores are then
     optimistic, so choose on validation cases and apply the choice to test cases in a second run.
 
-    With one case, its error propagates (the CLI's exit 4). With several, a case that cannot be read or
-    explained is left out (no folder) and listed in the summary's ``failed`` as ``(case_id, reason)``."""
+    With one case, its error propagates (the CLI's exit 4). With several, a case whose scan or mask cannot be
+    used is left out (no folder) and listed in the summary's ``failed`` as ``(case_id, reason)``."""
     from medxai.io.nifti import write_nifti
     from medxai.io.readers import read_mask, read_volume
     from medxai.models.model_dir import load_model
@@ -176,7 +176,7 @@ def segment_scans(
     def compute_or_skip(case: SegmentInput) -> tuple[ClassMap, Volume | None, Volume | None] | None:
         try:
             return compute(case)
-        except MedxaiError as error:
+        except InvalidInputError as error:  # a bad scan or mask; a wrong option fails every case and stops the run
             if len(cases) == 1:
                 raise
             failed.append((case.case_id, str(error).strip().splitlines()[0]))

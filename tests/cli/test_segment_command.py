@@ -124,6 +124,9 @@ def test_post_hoc_gradcam_of_a_plain_classifier_and_own_refused(cli, models, tmp
     refused = cli("segment", models["plain"], image, "-o", tmp_path / "own")
     assert refused.exit_code == 4 and "gp-unet" in refused.stderr
     assert not (tmp_path / "own" / "oblique_case" / "mask.nii.gz").exists()
+    # a wrong option is not a bad case: with several scans it still stops the run with one line (exit 4)
+    several = cli("segment", models["plain"], image, truth, "-o", tmp_path / "own2")
+    assert several.exit_code == 4 and "gp-unet" in several.stderr and "failed" not in several.stderr
 
 
 def test_bad_inputs_exit_4_with_one_line(cli, models, tmp_path: Path) -> None:
