@@ -27,22 +27,6 @@ class PassFloor:
     forward_b1_s: float
     backward_b1_s: float
 
-    @classmethod
-    def from_rows(cls, rows: list[dict[str, Any]], *, arch: str, size: int) -> "PassFloor":
-        """The floor of ``arch`` at ``size``^3 from its measured rows (this run's, or a resumed run's saved ones)."""
-        best = {"forward": float("inf"), "forward+backward": float("inf")}
-        batch_1 = {"forward": float("nan"), "forward+backward": float("nan")}
-        for row in rows:
-            parts = row["name"].split("/")
-            if len(parts) != 5 or parts[:3] != ["floor", arch, str(size)] or "median_s" not in row:
-                continue
-            kind = parts[3]
-            best[kind] = min(best[kind], row["median_s"])
-            if row.get("batch_size") == 1:
-                batch_1[kind] = row["median_s"]
-        return cls(forward_s=best["forward"], backward_s=best["forward+backward"],
-                   forward_b1_s=batch_1["forward"], backward_b1_s=batch_1["forward+backward"])
-
     def cost(self, *, forward: int = 0, backward: int = 0) -> float:
         """The floor of a method that needs ``forward`` + ``backward`` passes."""
         return forward * self.forward_s + backward * self.backward_s
@@ -82,6 +66,8 @@ def floor_records(arch: str, size: int, *, device: str, repeats: int, batch_size
     network, inputs = make_model(arch, size, device=device)
     sample_bytes = per_sample_bytes(network, inputs)
     rows: list[dict[str, Any]] = []
+    best = {"forward": float("inf"), "forward+backward": float("inf")}
+    batch_1 = {"forward": float("nan"), "forward+backward": float("nan")}
     for batch_size in batch_sizes:
         free = available_bytes(inputs.device)
         if batch_size > 1 and batch_size * sample_bytes > FLOOR_MEMORY_FRACTION * free:
@@ -99,12 +85,15 @@ def floor_records(arch: str, size: int, *, device: str, repeats: int, batch_size
                 continue
             per_sample = {**timing, "median_s": timing["median_s"] / batch_size, "spread_s": timing["spread_s"] / batch_size,
                           "batch_median_s": timing["median_s"]}
+            best[kind] = min(best[kind], per_sample["median_s"])
+            if batch_size == 1:
+                batch_1[kind] = per_sample["median_s"]
             rows.append(record(f"floor/{arch}/{size}/{kind}/b{batch_size}", f"{kind} pass per sample",
                                f"{size}^3", device, per_sample, model=arch, batch_size=batch_size))
         del batch
-    floor = PassFloor.from_rows(rows, arch=arch, size=size)
     for row in rows:
         if "median_s" in row:
-            best = floor.backward_s if "forward+backward" in row["name"] else floor.forward_s
-            row.update(floor_s=best, ratio_to_floor=row["median_s"] / best)
-    return rows, floor
+            kind = "forward+backward" if "forward+backward" in row["name"] else "forward"
+            row.update(floor_s=best[kind], ratio_to_floor=row["median_s"] / best[kind])
+    return rows, PassFloor(forward_s=best["forward"], backward_s=best["forward+backward"],
+                           forward_b1_s=batch_1["forward"], backward_b1_s=batch_1["forward+backward"])

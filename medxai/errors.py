@@ -41,3 +41,8 @@ class BatchIncompleteError(MedxaiError):
     def __init__(self, message: str, *, failed: list[str]) -> None:
         self.failed = list(failed)
         super().__init__(message)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (whitespace runs collapsed, as the CLI prints errors), or its type's name."""
+    return " ".join(str(error).split()) or type(error).__name__

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 from medxai.attribution.engine import explain_case
 from medxai.attribution.registry import DEFAULT_METHOD, check_method_names
 from medxai.attribution.writer import write_case
-from medxai.errors import ConfigError, MedxaiError
+from medxai.errors import ConfigError, MedxaiError, one_line
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -71,7 +71,7 @@ def explain_scans(
         except MedxaiError as error:
             if len(scans) == 1:
                 raise
-            result.failed.append((case_id, str(error)))
+            result.failed.append((case_id, one_line(error)))
             continue
         write_case(explanation, out_dir)
         result.written.append(case_id)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from medxai.errors import ConfigError, InvalidInputError
+from medxai.errors import ConfigError, InvalidInputError, one_line
 from medxai.io.atomic import write_text_atomic
 from medxai.io.naming import case_id_from_path
 from medxai.models.model_dir import LoadedModel
@@ -102,7 +102,7 @@ def predict(
             except InvalidInputError as error:  # a bad scan; a wrong option fails every scan and is raised
                 if failed is None:
                     raise
-                failed.append((case_id, str(error).strip().splitlines()[0]))
+                failed.append((case_id, one_line(error)))
         if ready:
             members = np.stack([network_probabilities(model, [inputs[index] for _, inputs in ready])
                                 for index, model in enumerate(models)])  # (models, N, classes)

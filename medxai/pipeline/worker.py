@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medxai.errors import MedxaiError
+from medxai.errors import MedxaiError, one_line as message_line
 from medxai.pipeline.inputs import Case
 from medxai.pipeline.schema import Pipeline
 from medxai.pipeline.stages import CaseContext, resolve
@@ -144,7 +144,7 @@ def process_case(job: CaseJob) -> CaseResult:
 
 def one_line(error: BaseException, case: Case, *, limit: int = 300) -> str:
     """The error as one line with the case's input paths replaced by their role (no identifiers in logs)."""
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = message_line(error)
     if not isinstance(error, MedxaiError):
         text = f"{type(error).__name__}: {text}"
     roles = [(case.image, "image"), *((p, "image") for p in case.extra_channels), *(((case.mask, "mask"),) if case.mask else ())]

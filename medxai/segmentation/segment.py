@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from medxai import __version__
-from medxai.errors import ConfigError, InvalidInputError
+from medxai.errors import ConfigError, InvalidInputError, one_line
 from medxai.io.atomic import write_text_atomic
 from medxai.io.naming import case_id_from_path
 from medxai.segmentation.heatmaps import OWN, ClassMap
@@ -81,10 +81,7 @@ def collect_inputs(scans: Sequence[str | Path], *, masks: Sequence[str | Path] =
         if not images:
             raise InvalidInputError("empty scan argument", path=text)
         cases.append(SegmentInput(case_id_from_path(images[0]), images, Path(masks[position]) if masks else None))
-    for case in cases:
-        for path in (*case.images, *((case.mask,) if case.mask else ())):
-            if not path.exists():
-                raise InvalidInputError("no such file or folder", path=path)
+    # A missing file is not checked here: reading it fails that case alone (exit 4 for one scan, 3 in a batch).
     ids = [case.case_id for case in cases]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
@@ -179,7 +176,7 @@ def segment_scans(
         except InvalidInputError as error:  # a bad scan or mask; a wrong option fails every case and stops the run
             if len(cases) == 1:
                 raise
-            failed.append((case.case_id, str(error).strip().splitlines()[0]))
+            failed.append((case.case_id, one_line(error)))
             return None
 
     refine = dict(refine=settings.refine, refine_margin_mm=settings.refine_margin_mm)

@@ -151,14 +151,24 @@ def test_a_batch_keeps_going_past_a_bad_case(cli, models, tmp_path: Path) -> Non
     image, _ = _oblique_lesion_case(tmp_path)
     corrupt = tmp_path / "corrupt.nii.gz"
     corrupt.write_bytes(b"\x00" * 100)
+    missing = tmp_path / "missing.nii.gz"
     out = tmp_path / "batch"
-    result = cli("segment", models["gp"], corrupt, image, "-o", out, "--target", "lesion", "--json")
+    result = cli("segment", models["gp"], corrupt, missing, image, "-o", out, "--target", "lesion", "--json")
     assert result.exit_code == 3, result.stderr
     assert (out / "oblique_case" / "mask.nii.gz").is_file() and not (out / "corrupt").exists()
     summary = json.loads(result.stdout)
-    assert summary["segmented"] == 1 and [case for case, _ in summary["failed"]] == ["corrupt"]
-    failed_lines = [line for line in result.stderr.splitlines() if line.startswith("failed corrupt:")]
-    assert len(failed_lines) == 1 and "corrupt.nii.gz" in failed_lines[0]
+    assert summary["segmented"] == 1 and [case for case, _ in summary["failed"]] == ["corrupt", "missing"]
+    for name in ("corrupt", "missing"):
+        failed_lines = [line for line in result.stderr.splitlines() if line.startswith(f"failed {name}:")]
+        assert len(failed_lines) == 1 and f"{name}.nii.gz" in failed_lines[0]
+    alone = cli("segment", models["gp"], missing, "-o", tmp_path / "alone")
+    assert alone.exit_code == 4 and "missing.nii.gz: no such file" in alone.stderr
+    # the threshold sweep reads every case first: a bad one is left out of the choice, the others go on
+    swept = cli("segment", models["gp"], models["labels"], corrupt, "-o", tmp_path / "swept", "--sweep",
+                "--sweep-grid", "percentile:95,fixed:0.9", "--target", "lesion", "--json")
+    assert swept.exit_code == 3, swept.stderr
+    summary = json.loads(swept.stdout)
+    assert summary["segmented"] == 6 and summary["sweep"]["n_cases"] == 3 and summary["failed"][0][0] == "corrupt"
 
 
 def test_refine_redraws_the_margin_from_the_image(cli, models, tmp_path: Path) -> None:
