@@ -211,7 +211,9 @@ def test_stages_equal_their_standalone_commands(workspace, cli, tmp_path):
     ours_record = json.loads((out / case["case_id"] / "segmentation.json").read_text())
     theirs_record = json.loads((tmp_path / "seg" / case["case_id"] / "segmentation.json").read_text())
     assert {k: v for k, v in ours_record.items() if k != "scores"} == {k: v for k, v in theirs_record.items() if k != "scores"}
-    assert ours_record["scores"]["dice"] >= 0                          # scored against the input mask
+    truth = nib.load(workspace / "cohort" / case["mask"]).get_fdata() > 0   # scored against the input mask
+    found = nib.load(out / case["case_id"] / "mask.nii.gz").get_fdata() > 0
+    assert ours_record["scores"]["dice"] == pytest.approx(2 * (truth & found).sum() / (truth.sum() + found.sum()))
 
     rows = process_case(CaseSpec(case_id=case["case_id"], image=image, mask=workspace / "cohort" / case["mask"]),
                         ExtractionOptions(params="ct", distances_mm=(0.0, 2.0)))

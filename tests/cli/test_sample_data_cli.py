@@ -40,5 +40,5 @@ def test_sample_data_rejects_bad_options_without_writing(cli, tmp_path):
     assert result.exit_code == 4 and "unknown task 'grading'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
     too_few = cli("sample-data", tmp_path / "out", "--cases", "1")
-    assert too_few.exit_code != 0 and "greater than or equal to 2" in too_few.stderr
+    assert too_few.exit_code == 2 and "greater than or equal to 2" in too_few.stderr
     assert not (tmp_path / "out").exists()
