@@ -1,11 +1,13 @@
 """Bring-your-own models: TorchScript files and MONAI bundle directories (``configs/`` + ``models/``).
 
-TorchScript is loaded with ``torch.jit.load`` (TorchScript's own restricted format, not Python pickle).
-A bundle's network comes from ``network_def`` in ``configs/inference.json|yaml`` through MONAI's
-``ConfigParser``, restricted to plain MONAI/torch network classes (no ``$`` expressions, which MONAI
-evaluates as Python); its weights are ``models/model.ts`` or ``models/model.pt`` read with
-``torch.load(weights_only=True)``. Preprocessing is mapped from the bundle's ``preprocessing`` transforms
-and ``metadata.json`` where it can be; options state what the bundle does not.
+Nothing stored with the model runs unless ``trust`` (the CLI's ``--trust-model``) is given. A TorchScript
+file is a program (PyTorch's SECURITY.md: treat it like executable code from its provider), so it is loaded
+only with ``trust``. A bundle's config is read as data and its ``network_def`` built by
+:mod:`medxai.models.bundle_config` (checked torch.nn/monai.networks classes, no expressions); its weights are
+``models/model.pt`` read with ``torch.load(weights_only=True)`` (tensors and plain containers, never a
+Python pickle of arbitrary objects). With ``trust``, MONAI's own ``ConfigParser`` builds the network
+(expressions evaluated) and a bundle holding only ``models/model.ts`` loads. Preprocessing is mapped from the
+bundle's ``preprocessing`` transforms and ``metadata.json`` where it can be; options state what it does not.
 """
 from __future__ import annotations
 
@@ -16,11 +18,11 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from medxai.errors import ConfigError, InvalidInputError
-from medxai.models.model_dir import LoadedModel, sha256_file
+from medxai.errors import ConfigError, InvalidInputError, one_line
+from medxai.models.bundle_config import TRUST_HINT, BundleConfig, read_data_file
+from medxai.models.model_dir import MAX_CHANNELS, SPACING_MM, LoadedModel, check_spatial_size, sha256_file
 from medxai.models.preprocessing import ChannelIntensity, PreprocessingConfig, Preprocessor, parse_intensity
 
-_ALLOWED_TARGET_PREFIXES = ("monai.networks.", "torch.nn.")
 _IGNORED_TRANSFORMS = {
     "LoadImaged", "LoadImage", "EnsureChannelFirstd", "EnsureChannelFirst", "EnsureTyped", "EnsureType",
     "ToTensord", "ToTensor", "CastToTyped", "CastToType", "Compose", "AsChannelFirstd", "AddChanneld",
@@ -56,20 +58,34 @@ def _intensity(text: str | None, default: tuple[ChannelIntensity, ...]) -> tuple
     return parse_intensity(text) if text is not None else default
 
 
+def _untrusted_torchscript(path: Path) -> InvalidInputError:
+    return InvalidInputError(
+        "is TorchScript, a program whose code runs when it is loaded and called (PyTorch's security policy: "
+        f"treat it like an executable from its provider); refused: {TRUST_HINT}", path=path,
+    )
+
+
+def _jit_load(path: Path, device: torch.device) -> nn.Module:
+    try:
+        return torch.jit.load(str(path), map_location=device)
+    except RuntimeError as error:
+        raise InvalidInputError(f"not a loadable TorchScript file ({one_line(error)[:160]})", path=path) from None
+
+
 def load_torchscript(
     path: Path, *, device: torch.device, classes: Sequence[str] | None, spatial_size: Sequence[int] | None,
-    spacing: Sequence[float] | None, intensity: str | None,
+    spacing: Sequence[float] | None, intensity: str | None, trust: bool = False,
 ) -> LoadedModel:
-    """A TorchScript classifier; ``spatial_size`` is required, one ``intensity`` entry per input channel."""
+    """A TorchScript classifier (only with ``trust``); ``spatial_size`` is required, one ``intensity`` per channel."""
+    if not trust:
+        raise _untrusted_torchscript(path)
     if spatial_size is None:
         raise ConfigError("a TorchScript model needs its input size stated (--spatial-size)", path=path)
-    try:
-        network = torch.jit.load(str(path), map_location=device)
-    except RuntimeError as error:
-        raise InvalidInputError(f"not a loadable TorchScript file ({str(error).strip().splitlines()[0]})", path=path) from None
+    size = check_spatial_size(tuple(spatial_size), path=path, what="--spatial-size")
+    network = _jit_load(path, device)
     settings = _intensity(intensity, (ChannelIntensity(),))
     config = PreprocessingConfig(
-        spatial_size=tuple(spatial_size), spacing=None if spacing is None else tuple(spacing),  # type: ignore[arg-type]
+        spatial_size=size, spacing=None if spacing is None else tuple(spacing),  # type: ignore[arg-type]
         channels=tuple(f"channel_{i}" for i in range(len(settings))), intensity=settings,
     )
     network.eval()
@@ -81,152 +97,161 @@ def load_torchscript(
     )
 
 
-def _config_files(bundle: Path) -> list[Path]:
+def _read_bundle_config(bundle: Path) -> BundleConfig:
+    """``configs/inference.json|yaml`` and ``configs/metadata.json`` (as ``_meta_``), parsed as plain data."""
     configs = bundle / "configs"
-    for name in ("inference.json", "inference.yaml", "inference.yml"):
-        if (configs / name).is_file():
-            return [configs / name]
-    raise InvalidInputError("MONAI bundle has no configs/inference.json (or .yaml)", path=bundle)
+    found = [configs / name for name in ("inference.json", "inference.yaml", "inference.yml") if (configs / name).is_file()]
+    if not found:
+        raise InvalidInputError("MONAI bundle has no configs/inference.json (or .yaml)", path=bundle)
+    data = read_data_file(found[0], what="bundle config")
+    if not isinstance(data, dict):
+        raise InvalidInputError("bundle config is not a mapping of ids to values", path=found[0])
+    metadata = configs / "metadata.json"
+    meta = read_data_file(metadata, what="bundle metadata") if metadata.is_file() else {}
+    return BundleConfig({**data, "_meta_": meta if isinstance(meta, dict) else {}}, found[0])
 
 
-def _check_safe(parser: Any, value: Any, where: str, depth: int = 0) -> None:
-    """Refuse config content MONAI would execute as code: ``$`` expressions, ``%`` macros, arbitrary targets."""
-    if depth > 20:
-        raise InvalidInputError(f"{where}: references nest too deeply")
-    if isinstance(value, str):
-        if value.startswith(("$", "%")):
-            raise InvalidInputError(f"{where}: expression {value[:40]!r} would run code; only plain values are accepted")
-        if value.startswith("@"):
-            _check_safe(parser, parser.get(value[1:]), f"{where} -> {value}", depth + 1)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key in ("_requires_", "_mode_", "_disabled_"):
-                raise InvalidInputError(f"{where}: key {key!r} is not accepted in a network definition")
-            if key == "_target_":
-                _check_target(str(item), where)
-            else:
-                _check_safe(parser, item, f"{where}::{key}", depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_safe(parser, item, f"{where}::{index}", depth + 1)
+def _mapped_preprocessing(config: BundleConfig) -> tuple[dict[str, Any], list[str]]:
+    """Settings read off the bundle's ``preprocessing`` transforms, and the transforms that could not be mapped.
 
-
-def _check_target(target: str, where: str) -> None:
-    if target.startswith(_ALLOWED_TARGET_PREFIXES):
-        return
-    if "." not in target:
-        import monai.networks.nets as nets
-
-        if hasattr(nets, target):
-            return
-    raise InvalidInputError(f"{where}: network class {target!r} is not a MONAI or torch.nn network")
-
-
-def _resolved(parser: Any, value: Any) -> Any:
-    """A plain value, following ``@`` references; None for anything else (expressions)."""
-    for _ in range(20):
-        if isinstance(value, str) and value.startswith("@"):
-            value = parser.get(value[1:])
-        else:
-            break
-    return None if isinstance(value, str) and value.startswith(("$", "%", "@")) else value
-
-
-def _mapped_preprocessing(parser: Any) -> tuple[dict[str, Any], list[str]]:
-    """Settings read off the bundle's ``preprocessing`` transforms, and the transforms that could not be mapped."""
-    transforms = _resolved(parser, parser.get("preprocessing::transforms", []))
+    Only plain values are read (``@`` references followed); a transform using expressions stays unmapped."""
+    transforms = config.plain(config.get("preprocessing::transforms", []))
     found: dict[str, Any] = {}
     unmapped: list[str] = []
     for item in transforms if isinstance(transforms, list) else []:
-        item = _resolved(parser, item)
+        item = config.plain(item)
         name = str(item.get("_target_", "")).rsplit(".", 1)[-1] if isinstance(item, dict) else ""
-        get = (lambda key, default=None: _resolved(parser, item.get(key, default))) if isinstance(item, dict) else None
-        if name in ("Orientationd", "Orientation") and get("axcodes"):
-            found["orientation"] = str(get("axcodes"))
-        elif name in ("Spacingd", "Spacing") and get("pixdim") is not None:
-            found["spacing"] = tuple(float(v) for v in get("pixdim"))
-        elif name in ("Resized", "Resize") and get("spatial_size") is not None:
-            found.update(spatial_size=get("spatial_size"), fit="resize")
-        elif name in ("ResizeWithPadOrCropd", "CenterSpatialCropd", "SpatialPadd") and get("spatial_size") is not None:
-            found.update(spatial_size=get("spatial_size"), fit="pad_crop")
-        elif name == "ScaleIntensityRanged" and get("b_min", 0.0) == 0.0 and get("b_max", 1.0) == 1.0 and get("clip", False):
-            found["intensity"] = (ChannelIntensity("window", (float(get("a_min")), float(get("a_max")))),)
-        elif name == "NormalizeIntensityd" and not get("nonzero", False) and get("subtrahend") is None:
-            found["intensity"] = (ChannelIntensity("zscore"),)
+        try:
+            mapped = _map_transform(name, lambda key, default=None: config.plain(item.get(key, default)))
+        except (TypeError, ValueError, ConfigError) as error:
+            raise InvalidInputError(f"preprocessing transform {name[:40]!r}: unusable value ({one_line(error)[:80]})",
+                                    path=config.source) from None
+        if mapped is not None:
+            found.update(mapped)
         elif name not in _IGNORED_TRANSFORMS:
-            unmapped.append(name or repr(item)[:40])
-    if isinstance(found.get("spatial_size"), (int, float)):
-        found["spatial_size"] = (int(found["spatial_size"]),) * 3
+            unmapped.append(name[:60] or repr(item)[:40])
+    if isinstance(found.get("spatial_size"), int):
+        found["spatial_size"] = (found["spatial_size"],) * 3
     return found, unmapped
 
 
-def _bundle_network(bundle: Path, parser: Any, device: torch.device) -> tuple[nn.Module, Path]:
-    models = bundle / "models"
-    if (models / "model.ts").is_file():
-        try:
-            return torch.jit.load(str(models / "model.ts"), map_location=device), models / "model.ts"
-        except RuntimeError as error:
-            raise InvalidInputError(f"not a loadable TorchScript file ({str(error).splitlines()[0]})", path=models / "model.ts") from None
-    weights = models / "model.pt"
-    if not weights.is_file():
-        raise InvalidInputError("MONAI bundle has neither models/model.ts nor models/model.pt", path=bundle)
-    definition = parser.get("network_def")
-    if definition is None:
-        raise InvalidInputError("MONAI bundle config has no network_def", path=bundle)
-    _check_safe(parser, definition, f"{bundle.name}/configs: network_def")
-    network = parser.get_parsed_content("network_def", instantiate=True)
-    if not isinstance(network, nn.Module):
-        raise InvalidInputError("network_def does not build a torch module", path=bundle)
+def _map_transform(name: str, get: Any) -> dict[str, Any] | None:
+    """What one MONAI transform says about the preprocessing; None when it maps to nothing medxai knows."""
+    if name in ("Orientationd", "Orientation") and get("axcodes"):
+        return {"orientation": str(get("axcodes"))}
+    if name in ("Spacingd", "Spacing") and get("pixdim") is not None:
+        pixdim = get("pixdim")
+        spacing = (float(pixdim),) * 3 if isinstance(pixdim, (int, float)) else tuple(float(v) for v in pixdim)
+        if len(spacing) != 3 or not all(SPACING_MM[0] <= v <= SPACING_MM[1] for v in spacing):
+            raise ValueError(f"pixdim must be three sizes of {SPACING_MM[0]}..{SPACING_MM[1]} mm")
+        return {"spacing": spacing}
+    if name in ("Resized", "Resize") and get("spatial_size") is not None:
+        return {"spatial_size": get("spatial_size"), "fit": "resize"}
+    if name in ("ResizeWithPadOrCropd", "CenterSpatialCropd", "SpatialPadd") and get("spatial_size") is not None:
+        return {"spatial_size": get("spatial_size"), "fit": "pad_crop"}
+    if name == "ScaleIntensityRanged" and get("b_min", 0.0) == 0.0 and get("b_max", 1.0) == 1.0 and get("clip", False):
+        return {"intensity": (ChannelIntensity("window", (float(get("a_min")), float(get("a_max")))),)}
+    if name == "NormalizeIntensityd" and not get("nonzero", False) and get("subtrahend") is None:
+        return {"intensity": (ChannelIntensity("zscore"),)}
+    return None
+
+
+def _trusted_network(config: BundleConfig) -> nn.Module:
+    """``network_def`` built by MONAI's own ConfigParser, expressions evaluated: only with ``--trust-model``."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(config.source))
+    try:
+        return parser.get_parsed_content("network_def", instantiate=True)
+    except (RuntimeError, KeyError, ValueError, TypeError, ImportError) as error:
+        raise InvalidInputError(f"network_def cannot be built ({one_line(error)[:160]})", path=config.source) from None
+
+
+def _load_weights(network: nn.Module, weights: Path) -> None:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
-        raise InvalidInputError(f"weights are not a plain state dict ({str(error).strip().splitlines()[0]})", path=weights) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        raise InvalidInputError(f"weights are not a plain state dict ({one_line(error)[:160]})", path=weights) from None
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     try:
         network.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as error:
         raise InvalidInputError(f"weights do not fit network_def ({str(error).strip().splitlines()[0]})", path=weights) from None
-    return network.to(device), weights
+
+
+def _bundle_network(bundle: Path, config: BundleConfig, device: torch.device, trust: bool) -> tuple[nn.Module, Path]:
+    """``network_def`` + ``models/model.pt`` when the bundle has them, else ``models/model.ts`` (needs ``trust``)."""
+    weights, script = bundle / "models" / "model.pt", bundle / "models" / "model.ts"
+    if weights.is_file():
+        if config.get("network_def") is None:
+            raise InvalidInputError("bundle config has no network_def for models/model.pt", path=config.source)
+        network = _trusted_network(config) if trust else config.build_network("network_def")
+        if not isinstance(network, nn.Module):
+            raise InvalidInputError("network_def does not build a torch module", path=config.source)
+        _load_weights(network, weights)
+        return network.to(device), weights
+    if script.is_file():
+        if not trust:
+            raise _untrusted_torchscript(script)
+        return _jit_load(script, device), script
+    raise InvalidInputError("MONAI bundle has neither models/model.pt nor models/model.ts", path=bundle)
+
+
+def _in_channels(image_format: dict[str, Any], path: Path) -> int:
+    count = image_format.get("num_channels", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_CHANNELS:
+        raise InvalidInputError(f"num_channels {str(count)[:20]} is not a whole number of 1..{MAX_CHANNELS}", path=path)
+    return count
+
+
+def _channel_names(channel_def: Any, path: Path) -> list[str] | None:
+    """The output names of ``metadata.json``'s ``channel_def`` ({"0": "normal", ...}) in channel order."""
+    if not isinstance(channel_def, dict) or not channel_def:
+        return None
+    if not all(isinstance(key, str) and key.isdigit() for key in channel_def):
+        raise InvalidInputError("channel_def keys must be channel numbers", path=path)
+    return [str(channel_def[key]) for key in sorted(channel_def, key=int)]
 
 
 def load_bundle(
     bundle: Path, *, device: torch.device, classes: Sequence[str] | None, spatial_size: Sequence[int] | None,
-    spacing: Sequence[float] | None, intensity: str | None,
+    spacing: Sequence[float] | None, intensity: str | None, trust: bool = False,
 ) -> LoadedModel:
     """A MONAI bundle classifier; options override what is read from its configs."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config([str(path) for path in _config_files(bundle)])
-    metadata_file = bundle / "configs" / "metadata.json"
-    if metadata_file.is_file():
-        parser.read_meta(str(metadata_file))
-    found, unmapped = _mapped_preprocessing(parser)
-    image_format = parser.get("_meta_::network_data_format::inputs::image", {}) or {}
-    channel_def = parser.get("_meta_::network_data_format::outputs::pred::channel_def", {}) or {}
+    config = _read_bundle_config(bundle)
+    found, unmapped = _mapped_preprocessing(config)
+    image_format = config.plain(config.get("_meta_::network_data_format::inputs::image"))
+    image_format = image_format if isinstance(image_format, dict) else {}
     size = spatial_size or found.get("spatial_size") or image_format.get("spatial_shape")
-    if size is None or len(size) != 3 or not all(isinstance(s, int) for s in size):
+    if size is None or not isinstance(size, (list, tuple)) or len(size) != 3 or not all(isinstance(s, int) for s in size):
         raise ConfigError("the bundle does not state a 3D input size; give --spatial-size", path=bundle)
-    in_channels = int(image_format.get("num_channels", 1))
+    size = check_spatial_size(tuple(size), path=config.source, what="input size")
+    in_channels = _in_channels(image_format, bundle / "configs" / "metadata.json")
     settings = _intensity(intensity, found.get("intensity", (ChannelIntensity("none"),)))
     if len(settings) == 1 and in_channels > 1:
         settings = settings * in_channels
-    config = PreprocessingConfig(
-        spatial_size=tuple(size), spacing=tuple(spacing) if spacing is not None else found.get("spacing"),  # type: ignore[arg-type]
-        orientation=found.get("orientation", "RAS"), fit=found.get("fit", "resize"),
-        channels=tuple(f"channel_{i}" for i in range(in_channels)), intensity=settings,
-    )
-    network, weights = _bundle_network(bundle, parser, device)
+    try:
+        preprocessing = PreprocessingConfig(
+            spatial_size=size, spacing=tuple(spacing) if spacing is not None else found.get("spacing"),  # type: ignore[arg-type]
+            orientation=found.get("orientation", "RAS"), fit=found.get("fit", "resize"),
+            channels=tuple(f"channel_{i}" for i in range(in_channels)), intensity=settings,
+        )
+    except ConfigError as error:
+        raise InvalidInputError(f"bundle preprocessing: {error.problem}", path=config.source) from None
+    channel_names = _channel_names(config.get("_meta_::network_data_format::outputs::pred::channel_def"),
+                                   bundle / "configs" / "metadata.json")
+    network, weights = _bundle_network(bundle, config, device, trust)
     network.eval()
-    count = _probe(network, in_channels=in_channels, spatial_size=config.spatial_size, device=device, path=bundle)
-    if classes is None and channel_def:
-        classes = [str(channel_def[key]) for key in sorted(channel_def, key=lambda k: int(k))]
+    count = _probe(network, in_channels=in_channels, spatial_size=preprocessing.spatial_size, device=device, path=bundle)
+    name = config.get("_meta_::name", bundle.name)
     info = {
-        "format": "monai-bundle", "name": parser.get("_meta_::name", bundle.name), "weights": weights.name,
-        "preprocessing": config.to_dict(), "unmapped_transforms": unmapped,
+        "format": "monai-bundle", "name": name if isinstance(name, str) else bundle.name, "weights": weights.name,
+        "preprocessing": preprocessing.to_dict(), "unmapped_transforms": unmapped, "trusted": trust,
     }
     return LoadedModel(
-        network=network, arch=f"monai-bundle:{type(network).__name__}", classes=_classes(count, classes, bundle),
-        task="classification", preprocessor=Preprocessor(config), sha256=sha256_file(weights), path=bundle, info=info,
+        network=network, arch=f"monai-bundle:{type(network).__name__}",
+        classes=_classes(count, classes if classes is not None else channel_names, bundle),
+        task="classification", preprocessor=Preprocessor(preprocessing), sha256=sha256_file(weights), path=bundle, info=info,
     )

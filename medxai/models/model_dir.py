@@ -1,7 +1,8 @@
 """The model directory: ``weights.safetensors`` + ``medxai-model.json``, written atomically, checked on load.
 
 No pickle is ever executed: weights are safetensors (a flat tensor format), verified against the SHA-256
-recorded in ``medxai-model.json`` before they are parsed. :func:`load_model` also opens the models hospitals
+recorded in ``medxai-model.json`` before they are parsed, and the description is checked for types and
+plausible sizes before any network or tensor is built. :func:`load_model` also opens the models hospitals
 already have (TorchScript files, MONAI bundles, see :mod:`medxai.models.byo`) and refuses anything else.
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -27,6 +29,7 @@ from torch import nn
 
 from medxai import __version__
 from medxai.errors import ConfigError, InvalidInputError
+from medxai.models.bundle_config import read_data_file
 from medxai.models.preprocessing import PreprocessingConfig, Preprocessor
 from medxai.models.registry import TASKS, build_network, get_architecture
 from medxai.models.weakseg.base import GlobalMaxPoolingNetwork
@@ -35,6 +38,12 @@ MODEL_JSON = "medxai-model.json"
 WEIGHTS = "weights.safetensors"
 FORMAT = "medxai-model/1"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
+# What a model may plausibly ask for; checked before anything is allocated.
+MAX_CLASSES = 1000
+MAX_CHANNELS = 64
+MAX_AXIS = 1024
+MAX_VOXELS = 512**3
+SPACING_MM = (0.01, 100.0)
 
 
 @dataclass(eq=False)
@@ -195,7 +204,7 @@ def _refuse_file(path: Path) -> InvalidInputError:
     if path.suffix.lower() in PICKLE_SUFFIXES or zipfile.is_zipfile(path) or head[:1] == b"\x80":
         return InvalidInputError(
             "is a pickled PyTorch checkpoint; medxai never unpickles model files (use a medxai model "
-            "directory, a TorchScript file from torch.jit.save, or a MONAI bundle)", path=path,
+            "directory, a MONAI bundle, or a TorchScript file from torch.jit.save with --trust-model)", path=path,
         )
     return InvalidInputError("not a model (expected a medxai model directory, a TorchScript file or a MONAI bundle)", path=path)
 
@@ -203,11 +212,13 @@ def _refuse_file(path: Path) -> InvalidInputError:
 def load_model(
     path: str | Path, *, device: str | torch.device = "cpu", classes: Sequence[str] | None = None,
     spatial_size: Sequence[int] | None = None, spacing: Sequence[float] | None = None, intensity: str | None = None,
+    trust: bool = False,
 ) -> LoadedModel:
     """Open a medxai model directory, a TorchScript file or a MONAI bundle directory for inference.
 
     ``classes``/``spatial_size``/``spacing``/``intensity`` state the preprocessing of TorchScript files and
-    bundles where the file does not (they are refused for medxai directories, which record their own)."""
+    bundles where the file does not (they are refused for medxai directories, which record their own).
+    ``trust`` allows what runs code stored with the model: TorchScript, and MONAI's own bundle parser."""
     path = Path(path)
     if not path.exists():
         raise InvalidInputError("no such model file or folder", path=path)
@@ -221,24 +232,65 @@ def load_model(
 
     if path.is_dir():
         if (path / "configs").is_dir():
-            return byo.load_bundle(path, device=resolve_device(device), **overrides)
+            return byo.load_bundle(path, device=resolve_device(device), trust=trust, **overrides)
         raise InvalidInputError(f"not a model directory: no {MODEL_JSON} (nor a MONAI bundle configs/ folder)", path=path)
     if is_torchscript_archive(path):
-        return byo.load_torchscript(path, device=resolve_device(device), **overrides)
+        return byo.load_torchscript(path, device=resolve_device(device), trust=trust, **overrides)
     raise _refuse_file(path)
 
 
-def _read_info(folder: Path) -> dict[str, Any]:
-    try:
-        info = json.loads((folder / MODEL_JSON).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidInputError(f"unreadable model description ({error})", path=folder / MODEL_JSON) from None
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_spatial_size(size: Any, *, path: Path, what: str = "spatial size") -> tuple[int, int, int]:
+    """``size`` as three whole numbers of 1..MAX_AXIS voxels, MAX_VOXELS in all; InvalidInputError otherwise."""
+    if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(_is_int(s) and 1 <= s <= MAX_AXIS for s in size)) \
+            or math.prod(size) > MAX_VOXELS:
+        raise InvalidInputError(
+            f"{what} {str(size)[:60]} is not three whole numbers of 1..{MAX_AXIS} voxels, at most {MAX_VOXELS} in all",
+            path=path,
+        )
+    return (size[0], size[1], size[2])
+
+
+def _check_description(info: Any, path: Path) -> None:
+    """Types and plausible bounds of what sizes the network and its input (InvalidInputError naming ``path``)."""
+
+    def require(ok: bool, problem: str) -> None:
+        if not ok:
+            raise InvalidInputError(problem, path=path)
+
     required = ("format", "arch", "arch_kwargs", "classes", "task", "preprocessing", "weights")
     missing = [key for key in required if not isinstance(info, dict) or key not in info]
-    if missing:
-        raise InvalidInputError(f"model description lacks {', '.join(missing)}", path=folder / MODEL_JSON)
-    if info["format"] != FORMAT:
-        raise InvalidInputError(f"unsupported model format {info['format']!r} (expected {FORMAT})", path=folder / MODEL_JSON)
+    require(not missing, f"model description lacks {', '.join(missing)}")
+    require(info["format"] == FORMAT, f"unsupported model format {str(info['format'])[:40]!r} (expected {FORMAT})")
+    require(isinstance(info["arch"], str), "arch must be an architecture name")
+    try:
+        get_architecture(info["arch"])
+    except ConfigError as error:
+        raise InvalidInputError(error.problem, path=path) from None
+    require(info["task"] in TASKS, f"task must be one of {', '.join(TASKS)}")
+    classes, kwargs, preprocessing = info["classes"], info["arch_kwargs"], info["preprocessing"]
+    require(isinstance(classes, list) and 2 <= len(classes) <= MAX_CLASSES and all(isinstance(c, str) for c in classes),
+            f"classes must be a list of 2..{MAX_CLASSES} names")
+    require(all(isinstance(info[key], dict) for key in ("arch_kwargs", "preprocessing", "weights")),
+            "arch_kwargs, preprocessing and weights must be JSON objects")
+    require(_is_int(kwargs.get("num_classes")) and kwargs["num_classes"] == len(classes),
+            f"arch_kwargs.num_classes must be a whole number equal to the {len(classes)} classes listed")
+    require(_is_int(kwargs.get("in_channels")) and 1 <= kwargs["in_channels"] <= MAX_CHANNELS,
+            f"arch_kwargs.in_channels must be a whole number of 1..{MAX_CHANNELS}")
+    spacing = preprocessing.get("spacing")
+    require(spacing is None or (isinstance(spacing, list) and len(spacing) == 3 and all(
+        isinstance(v, (int, float)) and SPACING_MM[0] <= v <= SPACING_MM[1] for v in spacing)),
+        f"preprocessing.spacing must be null or three sizes of {SPACING_MM[0]}..{SPACING_MM[1]} mm")
+    check_spatial_size(kwargs.get("spatial_size"), path=path, what="arch_kwargs.spatial_size")
+    check_spatial_size(preprocessing.get("spatial_size"), path=path, what="preprocessing.spatial_size")
+
+
+def _read_info(folder: Path) -> dict[str, Any]:
+    info = read_data_file(folder / MODEL_JSON, what="model description")
+    _check_description(info, folder / MODEL_JSON)
     return info
 
 
