@@ -20,8 +20,9 @@ from medxai.errors import InvalidInputError, MedxaiError
 from medxai.io.atomic import write_text_atomic
 from medxai.io.naming import case_id_from_path, safe_case_id
 from medxai.io.nifti import write_nifti
+from medxai.io.preflight import check_path
 from medxai.io.readers import read_volume
-from medxai.io.scan_info import is_image_file, volume_summary
+from medxai.io.scan_info import NIFTI_ITK_SUFFIXES, is_image_file, volume_summary
 from medxai.volume import Volume
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -90,6 +91,7 @@ def convert_scan(path: str | Path, out_dir: str | Path, *, resample_tilt: bool =
     from medxai.io.dicom import load_series, require_series
 
     path, out_dir = Path(path), Path(out_dir)
+    check_path(path, folder_ok=not path.name.lower().endswith(NIFTI_ITK_SUFFIXES))  # a folder is a DICOM series
     written: list[ConvertedSeries] = []
     if is_image_file(path):
         _write(read_volume(path), case_id_from_path(path), out_dir, written)

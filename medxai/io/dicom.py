@@ -14,12 +14,14 @@ import numpy as np
 import pydicom
 from scipy import ndimage
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
 from medxai.errors import InvalidInputError
 from medxai.io.dicom_frames import Frame
 from medxai.io.dicom_geometry import describe_frame, stack_geometry
 from medxai.io.dicom_metadata import acquisition_metadata
 from medxai.io.dicom_series import HEADER_ERRORS, SeriesInfo, discover_series, quiet_pydicom, read_header
+from medxai.io.preflight import check_geometry, check_memory, check_path
 from medxai.volume import Step, Volume
 
 # What pydicom and its decoder plugins raise on damaged or undecodable pixel data.
@@ -67,8 +69,7 @@ def select_series(series: list[SeriesInfo], root: Path, *, series_uid: str | Non
 
 def require_series(path: Path) -> list[SeriesInfo]:
     """The image series under ``path`` (folder or file); refuse when there is none, saying what it is."""
-    if not path.exists():
-        raise InvalidInputError("no such file or folder", path=path)
+    check_path(path, folder_ok=True)
     series = discover_series(path)
     if series:
         return series
@@ -77,7 +78,7 @@ def require_series(path: Path) -> list[SeriesInfo]:
     header = read_header(path)
     if header is None:
         raise InvalidInputError("unsupported file type: not a readable DICOM, NIfTI, NRRD or MHA file", path=path)
-    kind = str(header.get("Modality", "") or "") or header.get("SOPClassUID", "unknown")
+    kind = str(header.get("Modality", "") or "") or str(header.get("SOPClassUID", "") or "") or "unknown"
     raise InvalidInputError(f"is a DICOM {kind} object, not an image", path=path)
 
 
@@ -102,8 +103,8 @@ def _read_dataset(path: Path, root: Path) -> Dataset:
 
 def _pixels(dataset: Dataset, frame: Frame, root: Path) -> np.ndarray:
     """All frames of one object as an (F, rows, columns) array of stored values."""
-    syntax = getattr(dataset.get("file_meta", Dataset()), "TransferSyntaxUID", None)
-    syntax_name = syntax.name if syntax is not None else "unknown transfer syntax"
+    syntax = str(getattr(dataset.get("file_meta", Dataset()), "TransferSyntaxUID", "") or "")  # '' when blanked
+    syntax_name = UID(syntax).name if syntax else "unknown transfer syntax"
     samples = int(dataset.get("SamplesPerPixel") or 1)
     if samples != 1:
         raise InvalidInputError(
@@ -188,6 +189,10 @@ def load_series(info: SeriesInfo, *, root: Path, resample_tilt: bool = False) ->
     slice (float32, recorded in the history); otherwise it is refused.
     """
     geometry = stack_geometry(info.frames, root=root, resample_tilt=resample_tilt)
+    check_geometry(root, geometry.affine)
+    first_frame = geometry.frames[0]
+    # Stored values (at most 32 bits) and their rescaled copy, before any pixel is decoded.
+    check_memory(root, (first_frame.columns, first_frame.rows, len(geometry.frames)), 8)
     stored, first = _stack_pixels(geometry.frames, root)
     stack = _rescaled(stored, geometry.frames)
     steps = [Step("read_dicom", {"series_uid": info.uid, "files": info.n_files, "frames": len(geometry.frames)})]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
+from medxai.errors import InvalidInputError
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -72,6 +74,9 @@ def frames_of(dataset: Dataset, path: Path) -> list[Frame]:
     """Every frame of one image object, with geometry and rescale (None where the object lacks it)."""
     rows, columns = int(dataset.get("Rows") or 0), int(dataset.get("Columns") or 0)
     count = frame_count(dataset)
+    size = path.stat().st_size
+    if count > size:  # every frame takes at least one byte (an encapsulated one an 8-byte item): forged count
+        raise InvalidInputError(f"NumberOfFrames {count} is more than a file of {size} bytes can hold", path=path)
     if not is_enhanced(dataset):
         slope, intercept = _rescale(dataset)
         single = count == 1

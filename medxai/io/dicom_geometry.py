@@ -87,7 +87,7 @@ def _check_planes(frames: Sequence[Frame], root: Path) -> tuple[np.ndarray, np.n
         low, high = spacings.min(axis=0).tolist(), spacings.max(axis=0).tolist()
         raise InvalidInputError(f"pixel spacing varies between slices ({low} to {high} mm)", path=root)
     if spacings[0].min() <= 0:
-        raise InvalidInputError(f"non-positive PixelSpacing {list(spacings[0])}", path=root)
+        raise InvalidInputError(f"non-positive PixelSpacing {' x '.join(f'{float(v):g}' for v in spacings[0])} mm", path=root)
     return row / np.linalg.norm(row), column / np.linalg.norm(column), (float(spacings[0, 0]), float(spacings[0, 1]))
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.uid import UID
 from pydicom.valuerep import DSfloat, IS
 
 # DICOM keywords copied when present. Nothing here identifies a patient, a person, a place or a date.
@@ -67,11 +68,12 @@ def acquisition_metadata(dataset: Dataset) -> dict[str, Any]:
         value = _json_value(_lookup(dataset, keyword, macro_items))
         if value not in (None, "", []):
             result[keyword] = value
-    syntax = getattr(dataset.get("file_meta", Dataset()), "TransferSyntaxUID", None)
-    if syntax is not None:
-        result["TransferSyntaxUID"] = str(syntax)
-        result["TransferSyntax"] = syntax.name
-    sop_class = dataset.get("SOPClassUID")
-    if sop_class is not None:
-        result["SOPClass"] = sop_class.name
+    # Anonymisation often blanks these UIDs (pydicom then holds a plain '' instead of a UID): omit them.
+    syntax = str(getattr(dataset.get("file_meta", Dataset()), "TransferSyntaxUID", "") or "")
+    if syntax:
+        result["TransferSyntaxUID"] = syntax
+        result["TransferSyntax"] = UID(syntax).name
+    sop_class = str(dataset.get("SOPClassUID", "") or "")
+    if sop_class:
+        result["SOPClass"] = UID(sop_class).name
     return result

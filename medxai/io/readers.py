@@ -1,12 +1,17 @@
 """One entry point to read any supported scan or mask into a :class:`~medxai.volume.Volume`."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+from nibabel import orientations
 
 from medxai.errors import InvalidInputError
-from medxai.volume import Volume
+from medxai.io.preflight import check_path
+from medxai.volume import Step, Volume
+
+logger = logging.getLogger(__name__)
 
 _NIFTI = (".nii", ".nii.gz")
 _ITK = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -17,10 +22,9 @@ def _has_suffix(path: Path, suffixes: tuple[str, ...]) -> bool:
 
 
 def read_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
-    """Read a NIfTI, NRRD/MHA file or a DICOM folder/file; refuse non-finite voxel values."""
+    """Read a NIfTI, NRRD/MHA file or a DICOM folder/file; refuse special files (unopened) and non-finite voxel values."""
     path = Path(path)
-    if not path.exists():
-        raise InvalidInputError("no such file or folder", path=path)
+    check_path(path, folder_ok=not _has_suffix(path, _NIFTI + _ITK))  # a folder is a DICOM series
     if path.is_dir() or _has_suffix(path, (".dcm",)):
         from medxai.io.dicom import read_dicom_volume
 
@@ -45,29 +49,58 @@ def read_volume(path: str | Path, *, series_uid: str | None = None) -> Volume:
     return volume
 
 
+def reoriented_onto(volume: Volume, reference: Volume) -> np.ndarray | None:
+    """``volume``'s voxels on ``reference``'s grid when both grids are the same voxels in world space with
+    permuted or flipped index axes (an LAS label map on its LPS CT): an exact axis permutation/flip, no
+    interpolation, checked by the resulting affine. None when the grids truly differ."""
+    if volume.same_grid(reference):
+        return volume.data
+    transform = orientations.ornt_transform(orientations.io_orientation(volume.affine),
+                                            orientations.io_orientation(reference.affine))
+    data = orientations.apply_orientation(volume.data, transform)
+    affine = volume.affine @ orientations.inv_ornt_aff(transform, volume.shape)
+    if data.shape == reference.shape and Volume(data, affine).same_grid(reference):
+        return data
+    return None
+
+
+def _labels(values: np.ndarray) -> list[int | float]:
+    """The non-zero values of a label map, as ints where they are whole numbers."""
+    found = np.unique(values[values != 0])
+    return [int(v) if float(v).is_integer() else float(v) for v in found.tolist()]
+
+
 def read_mask(path: str | Path, reference: Volume, *, label: int | str | None = None) -> Volume:
     """Read a mask (label map file, DICOM RTSTRUCT or SEG) on ``reference``'s grid, as uint8 0/1.
 
-    A label map must already share the reference grid (a mismatched mask is an input error, not
-    something to resample silently); ``label`` selects one label value or RTSTRUCT ROI name.
+    A label map must share the reference grid, possibly with permuted or flipped axes (reoriented
+    exactly, see :func:`reoriented_onto`); any other grid is an input error, not something to resample
+    silently. ``label`` selects one label value or RTSTRUCT ROI name; without it every non-zero label is
+    kept (their union), with a logged warning when there are several. ``metadata["labels"]`` lists the
+    labels the mask holds.
     """
     path = Path(path)
-    if not path.exists():
-        raise InvalidInputError("no such mask file", path=path)
+    check_path(path, folder_ok=True)
     if path.is_file() and not _has_suffix(path, _NIFTI + _ITK):
         from medxai.io.dicom_masks import read_dicom_mask
 
         return read_dicom_mask(path, reference, label=label)
     mask = read_volume(path)
-    if not mask.same_grid(reference):
+    data = reoriented_onto(mask, reference)
+    if data is None:
         raise InvalidInputError(
             f"mask grid (shape {mask.shape}, orientation {mask.orientation}, spacing "
             f"{tuple(round(s, 3) for s in mask.spacing)}) does not match the image grid (shape {reference.shape}, "
             f"orientation {reference.orientation}, spacing {tuple(round(s, 3) for s in reference.spacing)})",
             path=path,
         )
-    values = mask.data if label is None else (mask.data == int(label))
+    values = data if label is None else (data == int(label))
     binary = (np.asarray(values) > 0).astype(np.uint8)
     if not binary.any():
         raise InvalidInputError("mask is empty" + (f" for label {label}" if label is not None else ""), path=path)
-    return reference.with_data(binary, source=path.name, format="mask")
+    labels = _labels(np.asarray(data)) if label is None else [int(label)]
+    if len(labels) > 1:
+        logger.warning("%s: labels %s merged into one mask (their union); choose one with a mask label",
+                       path.name, ", ".join(map(str, labels)))
+    step = None if data is mask.data else Step("reorient_mask", {"from": mask.orientation, "to": reference.orientation})
+    return reference.with_data(binary, step=step, source=path.name, format="mask", labels=labels)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from medxai.errors import InvalidInputError
+from medxai.io.preflight import check_path
 from medxai.io.readers import read_mask, read_volume
 from medxai.volume import Volume
 
@@ -40,7 +41,8 @@ def _mask_summary(mask_path: Path, reference: Volume, label: int | str | None) -
     mask = read_mask(mask_path, reference, label=label)
     voxels = int(np.count_nonzero(mask.data))
     voxel_ml = float(abs(np.linalg.det(reference.affine[:3, :3]))) / 1000.0
-    extra = {k: mask.metadata[k] for k in ("roi_number", "roi_name", "segment_number", "segment_label") if k in mask.metadata}
+    keys = ("roi_number", "roi_name", "segment_number", "segment_label", "labels")
+    extra = {k: mask.metadata[k] for k in keys if k in mask.metadata}
     return {"source": mask_path.name, "label": label, "voxels": voxels, "volume_ml": round(voxels * voxel_ml, 4), **extra}
 
 
@@ -55,8 +57,7 @@ def describe_scan(path: str | Path, *, series_uid: str | None = None, mask: str 
     from medxai.io.dicom import load_series, require_series, select_series
 
     path = Path(path)
-    if not path.exists():
-        raise InvalidInputError("no such file or folder", path=path)
+    check_path(path, folder_ok=not path.name.lower().endswith(NIFTI_ITK_SUFFIXES))  # a folder is a DICOM series
     if is_image_file(path):
         volume = read_volume(path)
         result: dict[str, Any] = {"source": str(path), "format": volume.metadata.get("format", "unknown"),
