@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         batch_size: str = typer.Option("auto", "--batch-size", help="Samples per internal forward pass: auto (fits free memory) or N."),
         seed: int = typer.Option(0, "--seed", help="Seed of the noise of SmoothGrad and Smooth Grad-CAM++."),
+        trust_model: bool = typer.Option(False, "--trust-model", help="Load TorchScript files and MONAI bundles whose configs contain code; never needed for medxai model directories."),
     ) -> None:
         """Explain each scan with each method; heatmaps keep raw values and the scan's affine."""
         from medxai.attribution.batch import explain_scans, parse_batch_size, parse_indices
@@ -34,7 +35,7 @@ def register(app: typer.Typer) -> None:
         check_method_names(chosen)
         options = dict(target=target, mask=mask, box=parse_indices(box, count=6, name="box"),
                        voxel=parse_indices(voxel, count=3, name="voxel"), seed=seed, batch_size=parse_batch_size(batch_size))
-        model = load_model(model_dir, device=resolve_device(device))
+        model = load_model(model_dir, device=resolve_device(device), trust=trust_model)
         with console.progress() as progress:
             result = explain_scans(model, [scan_channels(s) for s in scans], unique_case_ids(scans), out_dir,
                                    methods=chosen, progress=progress, **options)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import traceback
 
@@ -50,12 +51,14 @@ def _register_commands() -> None:
     from . import demo as demo_commands
     from . import report as report_commands
     from . import explain as explain_commands
+    from . import export_dicom as export_dicom_commands
     from . import models as model_commands
     from . import sample_data, scan
     from . import score as score_commands
     from . import segment as segment_commands
 
     explain_commands.register(app)
+    export_dicom_commands.register(app)
     model_commands.register(app)
     radiomics_commands.register(app)
     demo_commands.register(app)
@@ -77,8 +80,20 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+_INTERRUPTED: list[int] = []
+
+
+def _note_interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C: remember it, then interrupt as Python does (Typer turns the KeyboardInterrupt into a silent
+    exit code 130, which the boundary then reports as one line)."""
+    _INTERRUPTED.append(signum)
+    signal.default_int_handler(signum, frame)
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map every failure to one line and an exit code."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored (nohup, &)
+        signal.signal(signal.SIGINT, _note_interrupt)
     try:
         result = app(args=argv, standalone_mode=False, prog_name="medxai")
     except typer.Exit as done:  # Typer >= 0.29 bundles its own click: catch its public exception types
@@ -100,4 +115,6 @@ def run(argv: list[str] | None = None) -> None:
         _fail(f"out of memory: {' '.join(str(error).split()) or 'allocation failed'}", 1)
     except Exception as error:  # the one blanket boundary: anything unexpected is an internal failure
         _fail(f"internal error: {type(error).__name__}: {error} (set MEDXAI_DEBUG=1 for the traceback)", 1)
+    if _INTERRUPTED and result == 130:
+        _fail("interrupted", 130)
     sys.exit(result if isinstance(result, int) else 0)

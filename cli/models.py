@@ -38,7 +38,7 @@ def parse_classes(text: Optional[str]) -> Optional[list[str]]:
 
 
 def load_models(paths: list[Path], *, device: str, classes: Optional[str], spatial_size: Optional[str],
-                spacing: Optional[str], intensity: Optional[str]) -> list[Any]:
+                spacing: Optional[str], intensity: Optional[str], trust: bool = False) -> list[Any]:
     """Load model directories, TorchScript files or MONAI bundles with the bring-your-own options."""
     from medxai.models.model_dir import load_model
 
@@ -46,7 +46,7 @@ def load_models(paths: list[Path], *, device: str, classes: Optional[str], spati
         load_model(
             path, device=device, classes=parse_classes(classes),
             spatial_size=None if spatial_size is None else parse_spatial_size(spatial_size),
-            spacing=parse_spacing(spacing), intensity=intensity,
+            spacing=parse_spacing(spacing), intensity=intensity, trust=trust,
         )
         for path in paths
     ]
@@ -107,13 +107,14 @@ def register(app: typer.Typer) -> None:
         spatial_size: Optional[str] = typer.Option(None, "--spatial-size", help="Input size N or X,Y,Z (TorchScript/bundle)."),
         spacing: Optional[str] = typer.Option(None, "--spacing", help="Resample to X,Y,Z mm (TorchScript/bundle)."),
         intensity: Optional[str] = typer.Option(None, "--intensity", help="zscore, none or window:LOW,HIGH (TorchScript/bundle)."),
+        trust_model: bool = typer.Option(False, "--trust-model", help="Load TorchScript files and MONAI bundles whose configs contain code; never needed for medxai model directories."),
     ) -> None:
         """Class probabilities per scan; several models are ensembled by averaging their probabilities."""
         from medxai.models.predict import predict as run_predict
         from medxai.models.predict import predictions_csv, write_predictions
 
         models = load_models([model, *extra_models], device=device, classes=classes, spatial_size=spatial_size,
-                             spacing=spacing, intensity=intensity)
+                             spacing=spacing, intensity=intensity, trust=trust_model)
         # One scan: its error is the command's (exit 4). Several: a bad scan is reported and skipped (exit 3).
         failed: list[tuple[str, str]] | None = [] if len(scans) > 1 else None
         with console.progress() as callback:
@@ -123,8 +124,8 @@ def register(app: typer.Typer) -> None:
             write_predictions(results, models[0].classes, output)
             console.info(f"wrote {len(results)} prediction(s) to {output}")
         if json_output:
-            console.print_json([{"case_id": r.case_id, "prediction": r.prediction, "probabilities": r.probabilities}
-                                for r in results])
+            console.print_json([{"case_id": r.case_id, "prediction": r.prediction, "probabilities": r.probabilities,
+                                 "input": r.input} for r in results])
         elif output is None:
             typer.echo(predictions_csv(results, models[0].classes), nl=False)
         console.report_failed(failed or [], total=len(scans))

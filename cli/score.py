@@ -11,7 +11,7 @@ import typer
 from . import console
 
 _TABLE_COLUMNS = (
-    ("method", "method"), ("infidelity", "infid."), ("max_sensitivity", "max-sens."), ("deletion_auc", "del. AUC"),
+    ("method", "method"), ("verdict", "verdict"), ("infidelity", "infid."), ("max_sensitivity", "max-sens."), ("deletion_auc", "del. AUC"),
     ("insertion_auc", "ins. AUC"), ("sanity_spearman", "rand. rho"), ("pointing_game", "pointing"),
     ("mass_in_mask", "mass in mask"), ("auroc", "AUROC"), ("com_distance_mm", "CoM dist mm"),
 )
@@ -60,6 +60,22 @@ def print_ranking(summary: dict[str, Any], *, models: list[dict[str, Any]]) -> N
     out.print(table)
 
 
+def print_verdicts(summary: dict[str, Any]) -> None:
+    """How often the maps of each verdict (given without the mask) localise the known lesion, with 95% CIs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="do the verdicts agree with the known lesions? (verdict given without the mask; mean [95% CI])")
+    for label in ("verdict", "maps", "peak in lesion", "AUROC >= 0.6", "AUROC"):
+        table.add_column(label, justify="left" if label == "verdict" else "right")
+    for entry in summary["verdicts"]:
+        cells = [f"{_cell(entry.get(key))} [{_cell(entry.get(key + '_low'))}, {_cell(entry.get(key + '_high'))}]"
+                 if entry["maps"] else "-" for key in ("pointing_game", "auroc_at_least_0_6", "auroc")]
+        table.add_row(entry["verdict"], str(entry["maps"]), *cells)
+    out = console.stdout if console.stdout.is_terminal else Console(width=200, highlight=False, soft_wrap=True)
+    out.print(table)
+
+
 def warn_failed_sanity(rows: list[dict[str, Any]]) -> None:
     failed = sorted({row["method"] for row in rows if row.get("sanity_pass") is False})
     if failed:
@@ -78,27 +94,28 @@ def register(app: typer.Typer) -> None:
         target: str = typer.Option("predicted", "--target", help="'predicted' or a class name."),
         seed: int = typer.Option(0, "--seed", help="Seed of every random perturbation and randomisation."),
         tolerance_mm: float = typer.Option(0.0, "--tolerance-mm", min=0.0, help="Pointing-game tolerance in mm."),
-        sanity_threshold: float = typer.Option(0.5, "--sanity-threshold", help="Fail when |map| Spearman after full randomisation >= this."),
+        sanity_threshold: float = typer.Option(0.5, "--sanity-threshold", help="Fail when |map| Spearman inside the body after full randomisation >= this."),
         sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="Compute max-sensitivity (explains perturbed copies)."),
         sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the model-randomisation sanity check."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
         json_output: bool = typer.Option(False, "--json", help="Print the rows (with the sanity cascade) as JSON."),
+        trust_model: bool = typer.Option(False, "--trust-model", help="Load TorchScript files and MONAI bundles whose configs contain code; never needed for medxai model directories."),
     ) -> None:
         """Faithfulness (infidelity, deletion), robustness (max-sensitivity), sanity and, with masks, localisation in mm."""
         from medxai.attribution.registry import DEFAULT_METHOD
         from medxai.metrics.model_grid import ScoreSettings
-        from medxai.metrics.scoring import json_ready, score_cases, write_scores_csv
+        from medxai.metrics.scoring import json_ready, score_cases, score_columns, write_scores_csv
         from medxai.models.model_dir import load_model
         from medxai.models.train import resolve_device
 
         settings = ScoreSettings(tolerance_mm=tolerance_mm, sanity_threshold=sanity_threshold, sensitivity=sensitivity, sanity=sanity)
-        model = load_model(model_dir, device=resolve_device(device))
+        model = load_model(model_dir, device=resolve_device(device), trust=trust_model)
         with console.progress() as progress:
             rows, failures = score_cases(model, scans, methods=methods or [DEFAULT_METHOD], masks=masks, seed=seed,
                                          target=target, settings=settings, progress=progress)
         if failures and not rows and len(failures) == 1:
             raise failures[0][1]
-        write_scores_csv(rows, output, columns=settings.columns(with_mask=bool(masks)))
+        write_scores_csv(rows, output, columns=score_columns(settings, with_mask=bool(masks)))
         warn_failed_sanity(rows)
         if json_output:
             console.print_json(json_ready(rows))
@@ -138,4 +155,6 @@ def register(app: typer.Typer) -> None:
             console.print_json(json_ready(summary))
         else:
             print_ranking(summary, models=result["models"])
-        console.info(f"wrote {output / 'validate.csv'}, validate.json, validate.png ({result['seconds']:.0f} s)")
+            print_verdicts(summary)
+        console.info(f"wrote {output / 'validate.csv'}, validate_verdicts.csv, validate.json, validate.png "
+                     f"({result['seconds']:.0f} s)")

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         sweep_grid: str = typer.Option("paper", "--sweep-grid", help="'paper' (multiotsu-offset 0.4..1.0) or comma-separated thresholds."),
         seed: int = typer.Option(0, "--seed", help="Seed of stochastic attribution methods."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        trust_model: bool = typer.Option(False, "--trust-model", help="Load TorchScript files and MONAI bundles whose configs contain code; never needed for medxai model directories."),
         json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Threshold each scan's class heatmap into a mask on the scan's own grid (Chatterjee et al.)."""
@@ -40,7 +41,8 @@ def register(app: typer.Typer) -> None:
         grid = parse_threshold_list(sweep_grid, paper=PAPER_SWEEP) if sweep else None
         cases = collect_inputs(scans, masks=masks)
         with console.progress() as progress:
-            summary = segment_scans(model_dir, cases, out_dir, settings=settings, sweep=grid, device=device, progress=progress)
+            summary = segment_scans(model_dir, cases, out_dir, settings=settings, sweep=grid, device=device,
+                                    trust=trust_model, progress=progress)
         if json_output:
             console.print_json(summary)
         else:
@@ -49,4 +51,6 @@ def register(app: typer.Typer) -> None:
             if summary["scored"]:
                 typer.echo(f"median Dice {summary['median_dice']:.3f}, median IoU {summary['median_iou']:.3f}, "
                            f"median HD95 {summary['median_hd95_mm']} mm over {summary['scored']} case(s) with masks")
+        for case_id, reason in summary["failed_segmentations"]:
+            console.info(f"warning: {case_id}: segmentation failed: {reason}")
         console.report_failed(summary["failed"], total=summary["cases"])

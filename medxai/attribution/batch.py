@@ -9,6 +9,8 @@ from medxai.attribution.engine import explain_case
 from medxai.attribution.registry import DEFAULT_METHOD, check_method_names
 from medxai.attribution.writer import write_case
 from medxai.errors import ConfigError, MedxaiError, one_line
+from medxai.io.atomic import output_folder
+from medxai.io.naming import check_case_folder, input_label
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -61,23 +63,27 @@ def explain_scans(
     ``case_options`` are :func:`explain_case`'s keyword options (target, mask, box, voxel, seed, ...).
     """
     check_method_names(list(methods))
+    sources = [input_label(paths) for paths in scans]
+    for case_id, source in zip(case_ids, sources):  # before any work: never replace another input's folder
+        check_case_folder(Path(out_dir) / case_id, source)
     result = BatchResult()
-    for number, (paths, case_id) in enumerate(zip(scans, case_ids)):
+    with output_folder(out_dir):  # writable, checked before the work; removed again if left empty
+        for number, (paths, case_id, source) in enumerate(zip(scans, case_ids, sources)):
+            if progress is not None:
+                progress("cases", number, len(scans))
+            try:
+                explanation = explain_case(model, paths, methods=methods, method_options=method_options, case_id=case_id,
+                                           progress=progress, **case_options)
+            except MedxaiError as error:
+                if len(scans) == 1:
+                    raise
+                result.failed.append((case_id, one_line(error)))
+                continue
+            write_case(explanation, out_dir, source=source)
+            result.written.append(case_id)
+            if explanation.failed:
+                reasons = "; ".join(f"{name}: {reason}" for name, reason in explanation.failed.items())
+                result.failed.append((case_id, f"methods failed ({reasons})"))
         if progress is not None:
-            progress("cases", number, len(scans))
-        try:
-            explanation = explain_case(model, paths, methods=methods, method_options=method_options, case_id=case_id,
-                                       progress=progress, **case_options)
-        except MedxaiError as error:
-            if len(scans) == 1:
-                raise
-            result.failed.append((case_id, one_line(error)))
-            continue
-        write_case(explanation, out_dir)
-        result.written.append(case_id)
-        if explanation.failed:
-            reasons = "; ".join(f"{name}: {reason}" for name, reason in explanation.failed.items())
-            result.failed.append((case_id, f"methods failed ({reasons})"))
-    if progress is not None:
-        progress("cases", len(scans), len(scans))
+            progress("cases", len(scans), len(scans))
     return result

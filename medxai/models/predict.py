@@ -12,7 +12,7 @@ import torch
 
 from medxai.errors import ConfigError, InvalidInputError, one_line
 from medxai.io.atomic import write_text_atomic
-from medxai.io.naming import case_id_from_path
+from medxai.io import naming
 from medxai.models.model_dir import LoadedModel
 from medxai.volume import Volume
 
@@ -28,6 +28,7 @@ class Prediction:
     probabilities: dict[str, float]
     prediction: str
     members: tuple[dict[str, float], ...] = field(default=())
+    input: str = ""  # the scan it came from (absolute channel paths joined by ';')
 
 
 def scan_channels(scan: Scan) -> tuple[Path, ...]:
@@ -38,14 +39,13 @@ def scan_channels(scan: Scan) -> tuple[Path, ...]:
 
 
 def unique_case_ids(scans: Sequence[Scan]) -> list[str]:
-    """Case ids from the (first channel's) file names; repeated names get ``_2``, ``_3``... in order."""
-    ids: list[str] = []
-    seen: dict[str, int] = {}
-    for scan in scans:
-        base = case_id_from_path(scan_channels(scan)[0])
-        seen[base] = seen.get(base, 0) + 1
-        ids.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
-    return ids
+    """Unique case ids from the first channel's paths (:func:`medxai.io.naming.unique_case_ids`)."""
+    return naming.unique_case_ids([scan_channels(scan)[0] for scan in scans])
+
+
+def scan_source(scan: Scan) -> str:
+    """What outputs record as the scan's input (:func:`medxai.io.naming.input_label`)."""
+    return naming.input_label(scan_channels(scan))
 
 
 def check_ensemble(models: Sequence[LoadedModel]) -> list[str]:
@@ -92,6 +92,7 @@ def predict(
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     case_ids = unique_case_ids(scans)
+    sources = {case_id: scan_source(scan) for case_id, scan in zip(case_ids, scans)}
     predictions: list[Prediction] = []
     for start in range(0, len(scans), batch_size):
         ready: list[tuple[str, list[torch.Tensor]]] = []  # (case id, its input prepared for each model)
@@ -113,6 +114,7 @@ def predict(
                     probabilities={name: float(p) for name, p in zip(classes, mean[row])},
                     prediction=classes[int(np.argmax(mean[row]))],
                     members=tuple({name: float(p) for name, p in zip(classes, member[row])} for member in members),
+                    input=sources[case_id],
                 ))
         if progress is not None:
             progress("Predicting", min(start + batch_size, len(scans)), len(scans))
@@ -120,12 +122,14 @@ def predict(
 
 
 def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
-    """``case_id,prediction,p_<class>...`` with the probability columns in the model's class order."""
+    """``case_id,prediction,p_<class>...,input`` with the probability columns in the model's class order; the
+    input path comes last, so the contract's columns keep their places."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["case_id", "prediction", *(f"p_{name}" for name in classes)])
+    writer.writerow(["case_id", "prediction", *(f"p_{name}" for name in classes), "input"])
     for item in predictions:
-        writer.writerow([item.case_id, item.prediction, *(f"{item.probabilities[name]:.6f}" for name in classes)])
+        writer.writerow([item.case_id, item.prediction, *(f"{item.probabilities[name]:.6f}" for name in classes),
+                         item.input])
     return buffer.getvalue()
 
 

@@ -20,6 +20,23 @@ from medxai.pipeline.worker import CaseJob, CaseResult, init_worker, process_cas
 
 ResultHandler = Callable[[CaseResult], None]
 Executor = Callable[[list[CaseJob], ResultHandler], None]
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+CONNECT_TIMEOUT = "10s"  # a well-formed address where no scheduler answers fails after this
+
+
+def check_scheduler_address(address: str) -> None:
+    """Refuse a malformed ``--dask-scheduler`` address before connecting (Dask would retry it until its
+    timeout, or fail deep inside with a traceback): ``[SCHEME://]HOST:PORT`` with a Dask comm scheme."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        scheme, host, port = "", "", 0
+    if scheme not in DASK_SCHEMES or not host or not 0 < int(port) < 65536:
+        raise ConfigError(f"--dask-scheduler '{address}': not a scheduler address (expected [tcp://]HOST:PORT, "
+                          f"e.g. tcp://10.0.0.5:8786)")
 
 
 def crashed(job: CaseJob, reason: str) -> CaseResult:
@@ -82,7 +99,7 @@ def dask_executor(*, scheduler: str | None, local_workers: int | None) -> Iterat
             cluster = None if scheduler is not None else stack.enter_context(LocalCluster(
                 n_workers=local_workers, threads_per_worker=1, processes=True, dashboard_address=None,
                 silence_logs=logging.ERROR))
-            client = stack.enter_context(Client(cluster if cluster is not None else scheduler, timeout="20s"))
+            client = stack.enter_context(Client(cluster if cluster is not None else scheduler, timeout=CONNECT_TIMEOUT))
         except (OSError, TimeoutError) as error:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler or 'a local cluster'} ({error})") from None
         yield functools.partial(_run_on_dask, client)

@@ -1,4 +1,4 @@
-"""``OUT/manifest.csv``: one row per case with its status, timings, one-line error and output files.
+"""``OUT/manifest.csv``: one row per case with its input, status, timings, one-line error and output files.
 
 Statuses: ``done`` (outputs complete in ``OUT/<case_id>/``), ``failed`` (``error`` says why) and
 ``skipped`` (listed but not processed: the run stopped before reaching it; ``--resume`` picks it up).
@@ -21,7 +21,8 @@ OUTPUT_SEPARATOR = ";"
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """One case's line in the manifest; ``outputs`` are paths relative to OUT."""
+    """One case's line in the manifest; ``input`` is what the case was read from (absolute paths of its
+    channels, ``#<series UID>`` for a DICOM series); ``outputs`` are paths relative to OUT."""
 
     case_id: str
     status: str
@@ -30,12 +31,13 @@ class ManifestRow:
     seconds: str = ""
     error: str = ""
     outputs: tuple[str, ...] = ()
+    input: str = ""
 
     def outputs_exist(self, out_dir: Path) -> bool:
         return bool(self.outputs) and all((out_dir / name).is_file() for name in self.outputs)
 
 
-COLUMNS = tuple(f.name for f in fields(ManifestRow))
+COLUMNS = ("case_id", "input", *(f.name for f in fields(ManifestRow) if f.name not in ("case_id", "input")))
 
 
 def write_manifest(out_dir: Path, rows: list[ManifestRow]) -> Path:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Callable
 
 from medxai import __version__
-from medxai.errors import BatchIncompleteError, ConfigError
-from medxai.io.atomic import write_text_atomic
-from medxai.pipeline.backends import dask_executor, local_executor
+from medxai.errors import BatchIncompleteError, ConfigError, MedxaiError
+from medxai.io.atomic import output_folder, write_text_atomic
+from medxai.io.naming import check_case_folder
+from medxai.pipeline.backends import check_scheduler_address, dask_executor, local_executor
 from medxai.pipeline.inputs import Case, discover_cases
 from medxai.pipeline.lock import RunLock
 from medxai.pipeline.manifest import MANIFEST_NAME, ManifestRow, read_manifest, write_manifest
@@ -31,6 +32,12 @@ log = logging.getLogger("medxai.pipeline")
 ProgressCallback = Callable[[str, int, int], None]
 RUN_RECORD = "run.json"
 PENDING = "not processed yet"
+
+
+class RunInterrupted(MedxaiError):
+    """Ctrl-C during a run: the cases done so far are kept; ``--resume`` does the rest (exit 130)."""
+
+    exit_code = 130
 
 
 @dataclass
@@ -77,7 +84,19 @@ def run_pipeline(
     if workers < 1 or (dask_local is not None and dask_local < 1):
         raise ConfigError(f"need at least one worker, got {dask_local if dask_local is not None else workers}")
     out = Path(out_dir).absolute()
-    cases = discover_cases(Path(input_path).absolute())  # absolute: workers may run elsewhere (Dask)
+    if dask_scheduler is not None:
+        check_scheduler_address(dask_scheduler)
+    with output_folder(out):  # writable, checked before the work; removed again if the run leaves it empty
+        return _run(pipeline, input_path=Path(input_path), out=out, workers=workers, resume=resume,
+                    dask_scheduler=dask_scheduler, dask_local=dask_local, progress=progress)
+
+
+def _run(pipeline: Pipeline, *, input_path: Path, out: Path, workers: int, resume: bool, dask_scheduler: str | None,
+         dask_local: int | None, progress: ProgressCallback | None) -> RunSummary:
+    """:func:`run_pipeline` once its options and output folder are checked."""
+    cases = discover_cases(input_path.absolute())  # absolute: workers may run elsewhere (Dask)
+    for case in cases:  # before anything is loaded or written: never replace the folder of another input
+        check_case_folder(out / case.case_id, case.source)
     stages = active_stages(pipeline)
     setup = _preflight(pipeline, stages, cases, workers=dask_local or workers, remote=dask_scheduler is not None)
     clock = time.monotonic()
@@ -93,7 +112,7 @@ def run_pipeline(
 
         def on_result(result: CaseResult) -> None:
             nonlocal completed
-            rows[result.case_id] = _finalize(out, result)
+            rows[result.case_id] = _finalize(out, result, rows[result.case_id].input)
             write_manifest(out, list(rows.values()))
             completed += 1
             (summary.done if result.status == "done" else summary.failed).append(result.case_id)
@@ -108,13 +127,17 @@ def run_pipeline(
 
         if progress is not None:
             progress("cases", completed, total)
-        if jobs:
-            execute(jobs, on_result)
+        try:
+            if jobs:
+                execute(jobs, on_result)
+        except KeyboardInterrupt:
+            raise RunInterrupted(f"interrupted after {completed} of {total} cases; rerun with --resume") from None
+        finally:  # staging folders of unfinished cases: --resume redoes those cases from scratch anyway
+            shutil.rmtree(out / WORK_FOLDER, ignore_errors=True)
         done = sorted(case_id for case_id, row in rows.items() if row.status == "done")
         for stage in stages:
             if stage.finish is not None:
                 resolve(stage.finish)(pipeline, out, done)
-        shutil.rmtree(out / WORK_FOLDER, ignore_errors=True)
     summary.seconds = round(time.monotonic() - clock, 3)
     return summary
 
@@ -132,7 +155,7 @@ def _preflight(pipeline: Pipeline, stages: list[StageSpec], cases: list[Case], *
                               f"(e.g. --set model.path=MODEL_DIR)", path=pipeline.source)
         from medxai.models.model_dir import load_model
 
-        model = load_model(model_path, device="cpu")
+        model = load_model(model_path, device="cpu", trust=pipeline["model"].get("trust", False))
     for stage in stages:
         if stage.check is not None:
             resolve(stage.check)(pipeline, model, cases)
@@ -140,6 +163,7 @@ def _preflight(pipeline: Pipeline, stages: list[StageSpec], cases: list[Case], *
         model_path=str(model_path) if model is not None else None,
         model_hash=model_digest(Path(model_path)) if model is not None else None,
         device=pipeline["model"]["device"],
+        trust=pipeline["model"].get("trust", False),
         # one share of the cores per worker; remote Dask workers get 1 (Dask's own OMP_NUM_THREADS default)
         torch_threads=1 if remote else max(1, usable_cores() // workers),
     )
@@ -186,19 +210,19 @@ def _plan(out: Path, cases: list[Case], pipeline: Pipeline, setup: WorkerSetup, 
     for case in cases:
         old = previous.get(case.case_id)
         if case.skip_reason is not None:
-            rows[case.case_id] = ManifestRow(case.case_id, "skipped", error=case.skip_reason)
+            rows[case.case_id] = ManifestRow(case.case_id, "skipped", error=case.skip_reason, input=case.source)
             summary.skipped.append(case.case_id)
-        elif old is not None and old.status == "done" and old.outputs_exist(out):
+        elif old is not None and old.status == "done" and old.input == case.source and old.outputs_exist(out):
             rows[case.case_id] = old
             summary.reused.append(case.case_id)
             summary.done.append(case.case_id)
         else:
-            rows[case.case_id] = ManifestRow(case.case_id, "skipped", error=PENDING)
+            rows[case.case_id] = ManifestRow(case.case_id, "skipped", error=PENDING, input=case.source)
             todo.append(case)
     return rows, todo
 
 
-def _finalize(out: Path, result: CaseResult) -> ManifestRow:
+def _finalize(out: Path, result: CaseResult, source: str) -> ManifestRow:
     """Move a succeeded case's staging folder into ``OUT/<case_id>`` (replacing an older one); for a failed
     case remove any older folder, so a folder in OUT always holds one complete case."""
     final = out / result.case_id
@@ -211,7 +235,7 @@ def _finalize(out: Path, result: CaseResult) -> ManifestRow:
     shutil.rmtree(staging_dir(out, result.case_id), ignore_errors=True)
     shutil.rmtree(trash, ignore_errors=True)
     return ManifestRow(
-        case_id=result.case_id, status=result.status, started=result.started, finished=result.finished,
+        case_id=result.case_id, input=source, status=result.status, started=result.started, finished=result.finished,
         seconds=f"{result.seconds:.2f}", error=result.error,
         outputs=tuple(f"{result.case_id}/{name}" for name in result.files),
     )

@@ -8,14 +8,64 @@ a file are relative to that file; relative paths given with ``--set`` are relati
 from __future__ import annotations
 
 import copy
+import re
+import reprlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
+from yaml.composer import ComposerError
 
 from medxai.errors import ConfigError
+
+# Pipeline files are a few dozen keys: these bounds refuse alias bombs ("billion laughs") and huge files fast.
+MAX_FILE_BYTES = 1 << 20
+MAX_ALIASES = 16
+MAX_NODES = 5000
+PIPELINE_SUFFIXES = (".yaml", ".yml")
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader (plain data only: no Python tags) with a budget of aliases and nodes. The
+    budget is counted while composing, before any value is built, so an alias bomb costs microseconds."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+        self.nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise ComposerError(None, None, f"more than {MAX_ALIASES} aliases (refused: alias bomb?)",
+                                    self.peek_event().start_mark)
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise ComposerError(None, None, f"more than {MAX_NODES} values (refused: not a pipeline file)",
+                                self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` as plain data through :class:`BoundedLoader` (yaml.YAMLError when it is not)."""
+    loader = BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """What is wrong, with the line, and without quoting the file's content (which may not be a pipeline
+    file at all: ``inherits_from: /etc/shadow``)."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark is not None else ""
+    problem = getattr(error, "problem", None) or type(error).__name__
+    return where + re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", str(problem))[:120]
+
 
 _KINDS = ("bool", "int", "number", "str", "path", "device", "str_list", "number_list", "target")
 
@@ -51,6 +101,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         "path": Key("path", None, "model directory (medxai train output)", nullable=True),
         "device": Key("device", "cpu", "cpu, cuda, cuda:N or auto"),
         "predict": Key("bool", False, "write prediction.json (class probabilities) for every case"),
+        "trust": Key("bool", False, "load TorchScript files and MONAI bundles whose configs contain code "
+                     "(--trust-model); never needed for medxai model directories"),
     },
     "explain": _stage(
         methods=Key("str_list", ["integrated_gradients"], "attribution methods (medxai explain --method)"),
@@ -173,6 +225,8 @@ def _load_chain(path: Path, *, stack: tuple[Path, ...]) -> list[dict[str, Any]]:
         return [validated]
     if not parent.is_file():
         raise ConfigError(f"key 'inherits_from': no such pipeline file {parent}", path=path)
+    if not parent.name.lower().endswith(PIPELINE_SUFFIXES):  # never parse (and quote) an arbitrary file
+        raise ConfigError(f"key 'inherits_from': {parent} is not a pipeline file (.yaml or .yml)", path=path)
     return [*_load_chain(parent, stack=(*stack, resolved)), validated]
 
 
@@ -180,14 +234,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("no such pipeline file", path=path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"is over {MAX_FILE_BYTES // 1024} KiB: not a pipeline file", path=path)
+        document = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(error, "problem", None) or type(error).__name__
-        raise ConfigError(f"not valid YAML: {where}{problem}", path=path) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read the pipeline file ({error})", path=path) from None
+        raise ConfigError(f"not valid YAML: {yaml_problem(error)}", path=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("cannot read the pipeline file (not UTF-8 text)", path=path) from None
+    except OSError as error:
+        raise ConfigError(f"cannot read the pipeline file ({error.strerror or type(error).__name__})", path=path) from None
     if document is None:
         return {}
     if not isinstance(document, dict):
@@ -211,14 +266,15 @@ def _validate_document(document: dict[str, Any], *, file: Path) -> dict[str, Any
                 for key, item in value.items()
             }
         else:
-            raise ConfigError(f"unknown key '{name}' (known: {', '.join([*TOP_LEVEL, *SECTIONS])})", path=file)
+            raise ConfigError(f"unknown key {_show_key(name)} (known: {', '.join([*TOP_LEVEL, *SECTIONS])})", path=file)
     return checked
 
 
 def _section_key(section: str, key: Any, *, file: Path, flag: str = "") -> Key:
     keys = SECTIONS[section]
     if key not in keys:
-        raise ConfigError(f"{flag}unknown key '{section}.{key}' (known in {section}: {', '.join(keys)})", path=file)
+        raise ConfigError(f"{flag}unknown key {_show_key(f'{section}.{key}')} (known in {section}: {', '.join(keys)})",
+                          path=file)
     return keys[key]
 
 
@@ -239,9 +295,9 @@ def _apply_override(values: dict[str, dict[str, Any]], top: dict[str, Any], item
     if not equals or not all(parts):
         raise ConfigError(f"{flag}expected section.key=value", path=source)
     try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"{flag}value is not a YAML scalar or list", path=source) from None
+        value = parse_yaml(text) if text.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{flag}value is not a YAML scalar or list ({yaml_problem(error)})", path=source) from None
     if parts == ["name"]:
         top["name"] = check_value(TOP_LEVEL["name"], value, key="name", file=source, base=Path.cwd(), flag=flag)
         return
@@ -310,6 +366,16 @@ _EXPECTED = {
 }
 
 
+_SHORT = reprlib.Repr()  # bounded work whatever the value holds (nested or shared lists stay a few levels deep)
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 40, 40
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = _SHORT.repr(value)
     return f"{text[:60]}... ({type(value).__name__})" if len(text) > 60 else f"{text} ({type(value).__name__})"
+
+
+def _show_key(key: Any) -> str:
+    """A key as named in a message: quoted, printable and short."""
+    text = "".join(c if c.isprintable() else "?" for c in str(key))
+    return f"'{text[:40]}...'" if len(text) > 40 else f"'{text}'"

@@ -99,7 +99,8 @@ def read_scan(context: CaseContext) -> None:
     input masks; write ``scan.json``.
 
     ``scan.json`` records the grid every output of the case lies on (shape, spacing, affine, orientation)
-    and the intensity range: geometry and statistics only, never identifiers or times.
+    and the intensity range, and the input path it was read from (as every output records it; a path may
+    name the patient, so share run folders as you would the inputs); never DICOM tags or times.
     """
     from medxai.io.readers import read_mask, read_volume
 
@@ -111,6 +112,7 @@ def read_scan(context: CaseContext) -> None:
     data = np.asarray(context.scan.data)
     record = {
         "case_id": case.case_id,
+        "input": case.source,
         "label": case.label,
         "channels": len(context.channels),
         "shape": list(context.scan.shape),

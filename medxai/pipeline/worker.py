@@ -1,7 +1,8 @@
 """What runs inside a worker process (local pool or Dask): load the model once, process one case.
 
-Each case is isolated: its stages write into ``OUT/.work/<case_id>.tmp/<case_id>/``; the runner renames
-that folder into ``OUT/<case_id>/`` only when every stage succeeded, so no half-written case folder exists.
+Each case is isolated: its stages write into ``OUT/.work/<case_id>.tmp/<case_id>/`` (first ``input.json``,
+the input the case folder belongs to); the runner renames that folder into ``OUT/<case_id>/`` only when
+every stage succeeded, so no half-written case folder exists.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from medxai.errors import MedxaiError, one_line as message_line
+from medxai.io.atomic import OutputError
+from medxai.io.naming import record_case_input
 from medxai.pipeline.inputs import Case
 from medxai.pipeline.schema import Pipeline
 from medxai.pipeline.stages import CaseContext, resolve
@@ -35,6 +38,7 @@ class WorkerSetup:
     model_hash: str | None
     device: str
     torch_threads: int | None
+    trust: bool = False  # model.trust: TorchScript / code in bundle configs allowed
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def prepare_worker(setup: WorkerSetup) -> Any:
         if setup.torch_threads is not None:
             torch.set_num_threads(setup.torch_threads)
         device = setup.device if setup.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        _MODELS[key] = load_model(setup.model_path, device=device)
+        _MODELS[key] = load_model(setup.model_path, device=device, trust=setup.trust)
         _LOADS += 1
     return _MODELS[key]
 
@@ -127,10 +131,14 @@ def process_case(job: CaseJob) -> CaseResult:
     case_dir.mkdir(parents=True)
     error = ""
     try:
+        record_case_input(case_dir, job.case.case_id, job.case.source)
         model = prepare_worker(job.setup)
         context = CaseContext(case=job.case, pipeline=job.pipeline, case_dir=case_dir, model=model)
         for target in job.stages:
             resolve(target)(context)
+    except OutputError:  # OUT cannot be written (full disk...): every case would fail so; the run stops
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except CASE_ERRORS as failure:
         error = one_line(failure, job.case)
         shutil.rmtree(staging, ignore_errors=True)
@@ -148,7 +156,9 @@ def one_line(error: BaseException, case: Case, *, limit: int = 300) -> str:
     if not isinstance(error, MedxaiError):
         text = f"{type(error).__name__}: {text}"
     roles = [(case.image, "image"), *((p, "image") for p in case.extra_channels), *(((case.mask, "mask"),) if case.mask else ())]
-    variants = sorted(((str(v), role) for path, role in roles for v in {path, path.resolve(), path.absolute()}),
+    # string forms only: resolve() raises on a symlink loop, and this runs while reporting that very error
+    variants = sorted(((v, role) for path, role in roles
+                       for v in {str(path), os.path.abspath(path), os.path.realpath(path)}),
                       key=lambda item: -len(item[0]))
     for value, role in variants:
         text = text.replace(value, role)

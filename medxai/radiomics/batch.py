@@ -21,12 +21,16 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from medxai.errors import BatchIncompleteError, MedxaiError
-from medxai.io.atomic import atomic_path
+from medxai.io.atomic import OutputError, atomic_path
+from medxai.io.naming import check_case_folder
 from medxai.radiomics.cases import CaseSpec, ExtractionOptions, case_regions, saved_masks_complete
 from medxai.radiomics.extract import LEADING_COLUMNS, extract_features
 from medxai.radiomics.params import load_extractor, params_path
 
 ProgressCallback = Callable[[str, int, int], None]
+# The input files of each row, right after the leading columns (PyRadiomics' own batch output carries its
+# input CSV's Image and Mask columns the same way).
+SOURCE_COLUMNS = ("image", "mask")
 
 
 @dataclass
@@ -74,7 +78,7 @@ def _fingerprint(case: CaseSpec, options: ExtractionOptions) -> str:
 def _write_rows(rows: Sequence[dict[str, object]], path: Path, columns: Sequence[str] | None = None) -> None:
     """Write rows atomically; cells a row lacks (features of an empty region) are written as NaN."""
     if columns is None:
-        found: dict[str, None] = dict.fromkeys(LEADING_COLUMNS)
+        found: dict[str, None] = dict.fromkeys((*LEADING_COLUMNS, *SOURCE_COLUMNS))
         for row in rows:
             found.update(dict.fromkeys(row))
         columns = list(found)
@@ -88,13 +92,16 @@ def _write_rows(rows: Sequence[dict[str, object]], path: Path, columns: Sequence
 def process_case(case: CaseSpec, options: ExtractionOptions) -> list[dict[str, object]]:
     """Read one case, build its regions (saving them when asked) and extract their features."""
     image, regions = case_regions(case, options)
-    return extract_features(image, regions, case_id=case.case_id, params=options.params, diagnostics=options.diagnostics)
+    rows = extract_features(image, regions, case_id=case.case_id, params=options.params, diagnostics=options.diagnostics)
+    return [{**row, "image": case.source, "mask": case.mask_source} for row in rows]
 
 
 def _run_case(case: CaseSpec, options: ExtractionOptions, part: Path) -> str | None:
     """Worker entry point: the part CSV on success, the error line on an expected failure."""
     try:
         rows = process_case(case, options)
+    except OutputError:  # --save-masks cannot be written: every case would fail so; the batch stops
+        raise
     except MedxaiError as error:
         return " ".join(str(error).split())
     _write_rows(rows, part)
@@ -103,14 +110,14 @@ def _run_case(case: CaseSpec, options: ExtractionOptions, part: Path) -> str | N
 
 def _merge(parts: Sequence[Path], output: Path) -> int:
     rows: list[dict[str, str]] = []
-    columns: dict[str, None] = dict.fromkeys(LEADING_COLUMNS)
+    columns: dict[str, None] = dict.fromkeys((*LEADING_COLUMNS, *SOURCE_COLUMNS))
     for part in parts:
         with open(part, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             columns.update(dict.fromkeys(reader.fieldnames or []))
             rows.extend(reader)
     # PyRadiomics' batch layout: the leading columns, then diagnostics_*, then the features.
-    ordered = list(LEADING_COLUMNS) + [c for c in columns if c.startswith("diagnostics_")]
+    ordered = [*LEADING_COLUMNS, *SOURCE_COLUMNS] + [c for c in columns if c.startswith("diagnostics_")]
     ordered += [c for c in columns if c not in ordered]
     _write_rows(rows, output, ordered)
     return len(rows)
@@ -132,6 +139,9 @@ def run_extraction(
     """
     output = Path(output)
     load_extractor(options.params)  # a bad parameter file fails here, before any case runs
+    if options.save_masks is not None:  # and a --save-masks folder of another input too
+        for case in cases:
+            check_case_folder(Path(options.save_masks) / case.case_id, case.source)
     work = Path(work_dir) if work_dir is not None else output.with_name(output.name + ".parts")
     parts = {case.case_id: work / f"{case.case_id}.{_fingerprint(case, options)}.csv" for case in cases}
     summary = ExtractionSummary(output=output)

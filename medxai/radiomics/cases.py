@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from medxai.errors import ConfigError, InvalidInputError
-from medxai.io.naming import case_id_from_path, safe_case_id
+from medxai.io.naming import case_id_from_path, input_label, record_case_input, safe_case_id, unique_case_ids
 from medxai.io.nifti import write_nifti
 from medxai.io.readers import read_mask, read_volume
 from medxai.radiomics.boxes import box_from_mm, box_from_seed, box_from_voxels, parse_numbers
@@ -41,6 +41,16 @@ class CaseSpec:
             raise ConfigError(f"case {self.case_id}: give exactly one of mask, bbox, bbox-mm or seed point (+ radius)")
         if (self.seed_mm is None) != (self.radius_mm is None):
             raise ConfigError(f"case {self.case_id}: a seed point needs a radius and a radius needs a seed point")
+
+    @property
+    def source(self) -> str:
+        """The image this case's outputs record (:func:`medxai.io.naming.input_label`)."""
+        return input_label([self.image])
+
+    @property
+    def mask_source(self) -> str:
+        """The mask file the outputs record ('' when the lesion comes from a box or seed point)."""
+        return input_label([self.mask]) if self.mask is not None else ""
 
 
 @dataclass(frozen=True)
@@ -126,7 +136,9 @@ def case_regions(case: CaseSpec, options: ExtractionOptions) -> tuple[Volume, li
         tissue = tissue_mask(image, tissue=options.tissue, within=shell_crop(lesion, max(options.distances_mm)))
     regions = peritumoral_regions(lesion, distances_mm=options.distances_mm, box_dilation=options.box_dilation, tissue=tissue)
     if options.save_masks is not None:
-        save_regions(image, regions, Path(options.save_masks) / case.case_id)
+        folder = Path(options.save_masks) / case.case_id
+        record_case_input(folder, case.case_id, case.source)
+        save_regions(image, regions, folder)
     return image, regions
 
 
@@ -149,7 +161,7 @@ def read_manifest(path: str | Path) -> list[CaseSpec]:
         rows = list(reader)
     if not rows:
         raise InvalidInputError("manifest lists no cases", path=path)
-    base, cases, seen, skipped = path.parent, [], set(), []
+    base, cases, fixed, seen, skipped = path.parent, [], [], {}, []
     for line, row in enumerate(rows, start=2):
         def cell(name: str) -> str | None:
             value = row.get(name)
@@ -163,7 +175,8 @@ def read_manifest(path: str | Path) -> list[CaseSpec]:
             image = _optional_path(cell("image"), base)
             if image is None:
                 raise ConfigError("empty image cell")
-            case_id = safe_case_id(cell("case_id")) if cell("case_id") else case_id_from_path(image)
+            given = cell("case_id")
+            case_id = safe_case_id(given) if given else case_id_from_path(image)  # made unique below
             bbox, bbox_mm, seed = cell("bbox"), cell("bbox_mm"), cell("seed_mm")
             radius = cell("radius_mm")
             case = CaseSpec(
@@ -179,16 +192,17 @@ def read_manifest(path: str | Path) -> list[CaseSpec]:
             )
         except ConfigError as error:
             raise InvalidInputError(f"line {line}: {error.problem}", path=path) from None
-        if case.case_id in seen:
-            raise InvalidInputError(f"line {line}: case id {case.case_id!r} repeats", path=path)
-        seen.add(case.case_id)
+        if given and seen.setdefault(case.case_id, line) != line:
+            raise InvalidInputError(f"line {line}: case id {case.case_id!r} repeats line {seen[case.case_id]}", path=path)
         cases.append(case)
+        fixed.append(case.case_id if given else None)
     if skipped:
         logger.warning("%s: %d row(s) without mask, bbox, bbox_mm or seed_mm skipped (lines %s)",
                        path.name, len(skipped), ", ".join(map(str, skipped[:10])))
     if not cases:
         raise InvalidInputError("no row has a mask, bbox, bbox_mm or seed_mm to locate its lesion", path=path)
-    return cases
+    ids = unique_case_ids([case.image for case in cases], fixed=fixed)
+    return [replace(case, case_id=case_id) for case, case_id in zip(cases, ids)]
 
 
 def cases_from_source(

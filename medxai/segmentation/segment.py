@@ -15,7 +15,7 @@ coarse (worse Dice/HD95 on any scan finer than the model grid) and a mask that d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,8 +23,8 @@ import numpy as np
 
 from medxai import __version__
 from medxai.errors import ConfigError, InvalidInputError, one_line
-from medxai.io.atomic import write_text_atomic
-from medxai.io.naming import case_id_from_path
+from medxai.io.atomic import output_folder, write_text_atomic
+from medxai.io.naming import check_case_folder, input_label, record_case_input, unique_case_ids
 from medxai.segmentation.heatmaps import OWN, ClassMap
 from medxai.segmentation.overlap import dice, overlap_scores, voxel_volume_ml
 from medxai.segmentation.postprocess import clean_mask
@@ -70,23 +70,24 @@ def collect_inputs(scans: Sequence[str | Path], *, masks: Sequence[str | Path] =
     if masks and len(masks) != len(scans):
         raise ConfigError(f"{len(masks)} --mask for {len(scans)} scans: give one reference mask per scan, in order")
     cases: list[SegmentInput] = []
+    fixed: list[str | None] = []  # a manifest's case ids are kept; a scan's id derives from its path
     for position, scan in enumerate(scans):
         text = str(scan)
         if text.lower().endswith(".csv") or (Path(text).is_dir() and (Path(text) / "labels.csv").is_file()):
             if masks:
                 raise ConfigError(f"{text}: a manifest lists its own masks; --mask goes with single scans only")
-            cases += [SegmentInput(c.case_id, c.images, c.mask, c.label) for c in read_labels(text).cases]
+            listed = read_labels(text).cases
+            cases += [SegmentInput(c.case_id, c.images, c.mask, c.label) for c in listed]
+            fixed += [c.case_id for c in listed]
             continue
         images = split_channels(text, Path())
         if not images:
             raise InvalidInputError("empty scan argument", path=text)
-        cases.append(SegmentInput(case_id_from_path(images[0]), images, Path(masks[position]) if masks else None))
+        cases.append(SegmentInput("", images, Path(masks[position]) if masks else None))
+        fixed.append(None)
     # A missing file is not checked here: reading it fails that case alone (exit 4 for one scan, 3 in a batch).
-    ids = [case.case_id for case in cases]
-    repeated = sorted({i for i in ids if ids.count(i) > 1})
-    if repeated:
-        raise ConfigError(f"case ids repeat ({', '.join(repeated)}): every scan needs its own file name")
-    return cases
+    ids = unique_case_ids([case.images[0] for case in cases], fixed=fixed)
+    return [replace(case, case_id=case_id) for case, case_id in zip(cases, ids)]
 
 
 def cut_mask(class_map: ClassMap, *, rule: ThresholdRule, keep_largest: bool, fill: bool, refine: str | None = None,
@@ -136,7 +137,8 @@ def sweep_thresholds(
 
 def segment_scans(
     model_path: str | Path, cases: Sequence[SegmentInput], out_dir: str | Path, *, settings: SegmentSettings,
-    sweep: Sequence[ThresholdRule] | None = None, device: str = "cpu", progress: Progress | None = None,
+    sweep: Sequence[ThresholdRule] | None = None, device: str = "cpu", trust: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Write ``OUT/<case_id>/{mask,heatmap}.nii.gz`` + ``segmentation.json`` for every case, and
     ``OUT/segmentation_scores.csv`` for cases with a reference mask. With ``sweep`` (candidate rules) the
@@ -145,18 +147,32 @@ def segment_scans(
 
     With one case, its error propagates (the CLI's exit 4). With several, a case whose scan or mask cannot be
     used is left out (no folder) and listed in the summary's ``failed`` as ``(case_id, reason)``."""
+    from medxai.segmentation.refine import check_refiner
+
+    if not cases:
+        raise ConfigError("no scans to segment")
+    check_refiner(settings.refine)
+    out = Path(out_dir)
+    sources = {case.case_id: input_label(case.images) for case in cases}
+    for case in cases:  # before any work: never replace another input's folder
+        check_case_folder(out / case.case_id, sources[case.case_id])
+    with output_folder(out):  # writable, checked before the work; removed again if left empty
+        return _segment_into(model_path, cases, out, sources, settings=settings, sweep=sweep, device=device,
+                             trust=trust, progress=progress)
+
+
+def _segment_into(
+    model_path: str | Path, cases: Sequence[SegmentInput], out: Path, sources: dict[str, str], *,
+    settings: SegmentSettings, sweep: Sequence[ThresholdRule] | None, device: str, trust: bool,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """:func:`segment_scans` once the output folder is checked."""
     from medxai.io.nifti import write_nifti
     from medxai.io.readers import read_mask, read_volume
     from medxai.models.model_dir import load_model
     from medxai.segmentation.heatmaps import class_map
 
-    if not cases:
-        raise ConfigError("no scans to segment")
-    from medxai.segmentation.refine import check_refiner
-
-    check_refiner(settings.refine)
-    out = Path(out_dir)
-    model = load_model(model_path, device=device)
+    model = load_model(model_path, device=device, trust=trust)
     if settings.target != "predicted" and settings.target not in model.classes:
         raise ConfigError(f"target class {settings.target!r} is not one of the model's classes ({', '.join(model.classes)})")
     negative = settings.negative_class if settings.negative_class in model.classes else None
@@ -166,7 +182,7 @@ def segment_scans(
         mapped = class_map(model, channels, method=settings.method, target=settings.target,
                            negative_class=negative, seed=settings.seed)
         truth = read_mask(case.mask, channels[0]) if case.mask else None
-        return mapped, truth, channels[0] if settings.refine else None
+        return mapped, truth, channels[0]  # the image: the body a failed mask is measured against, and --refine's
 
     failed: list[tuple[str, str]] = []
 
@@ -197,6 +213,7 @@ def segment_scans(
         write_text_atomic(out / "sweep.json", _json({**sweep_record, "method": settings.method,
                                                      "cases": [c.case_id for c in cases]}))
     rows: list[dict[str, Any]] = []
+    unusable: list[tuple[str, str]] = []
     for number, case in enumerate(cases, start=1):
         done = computed.pop(case.case_id) if case.case_id in computed else compute_or_skip(case)
         if done is None:
@@ -206,20 +223,24 @@ def segment_scans(
                                image=image, seed=settings.seed, **refine)
         scores = overlap_scores(mask, truth) if truth is not None else None
         case_dir = out / case.case_id
+        record_case_input(case_dir, case.case_id, sources[case.case_id])
         write_nifti(mapped.heatmap, case_dir / "heatmap.nii.gz", dtype=np.float32)
         write_nifti(mask, case_dir / "mask.nii.gz", dtype=np.uint8)
         record = case_record(case.case_id, model, mapped, mask, rule=rule, level=level, chosen_by=chosen_by,
-                             settings=settings, scores=scores, voxel_ml=voxel_volume_ml(mask.affine))
-        write_text_atomic(case_dir / "segmentation.json", _json(record))
+                             settings=settings, scores=scores, voxel_ml=voxel_volume_ml(mask.affine), image=image)
+        if record["status"] == "failed":
+            unusable.append((case.case_id, record["reason"]))
+        write_text_atomic(case_dir / "segmentation.json", _json({"case_id": case.case_id, "input": sources[case.case_id], **record}))
         if scores is not None:
             rows.append({"case_id": case.case_id, "method": settings.method, "threshold": str(rule),
-                         "label": case.label or "", "predicted": mapped.predicted, "target": mapped.target, **scores})
+                         "status": record["status"], "label": case.label or "", "predicted": mapped.predicted,
+                         "target": mapped.target, **scores})
         if progress:
             progress("Segmenting", number, len(cases))
     if rows:
         write_text_atomic(out / "segmentation_scores.csv", scores_csv(rows))
     return summarise(out, cases=len(cases), rule=rule, chosen_by=chosen_by, rows=rows, sweep=sweep_record,
-                     method=settings.method, version=__version__, failed=failed)
+                     method=settings.method, version=__version__, failed=failed, unusable=unusable)
 
 
 def _json(payload: dict[str, Any]) -> str:

@@ -56,7 +56,7 @@ def test_explain_dicom_series_default_method(cli, setup, tmp_path):
     result = cli("explain", setup["model"], setup["series"], "-o", tmp_path)
     assert result.exit_code == 0, result.stderr
     [folder] = [p for p in tmp_path.iterdir() if p.is_dir()]
-    assert sorted(p.name for p in folder.iterdir()) == ["explanations.json", "smoothgrad.nii.gz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["explanations.json", "input.json", "smoothgrad.nii.gz"]
     heatmap = nib.load(folder / "smoothgrad.nii.gz")
     from medxai.io.readers import read_volume
 
@@ -119,7 +119,7 @@ def test_a_method_that_would_not_fit_in_memory_is_refused_before_it_runs(cli, se
     [line] = [line for line in result.stderr.splitlines() if "failed oblique" in line]
     assert "deeplift: MemoryError: deeplift needs about" in line and "is free on cpu" in line
     folder = out / "oblique"
-    assert sorted(p.name for p in folder.iterdir()) == ["explanations.json", "saliency.nii.gz"]
+    assert sorted(p.name for p in folder.iterdir()) == ["explanations.json", "input.json", "saliency.nii.gz"]
     record = json.loads((folder / "explanations.json").read_text())
     assert record["methods"]["saliency"]["estimated_pass_mib"] == pytest.approx(sample / 2**20, abs=0.1)
     assert "MemoryError" in record["failed_methods"]["deeplift"]

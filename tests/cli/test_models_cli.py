@@ -27,7 +27,7 @@ def test_train_then_predict_end_to_end(cli, tmp_path: Path) -> None:
     predicted = cli("predict", model, *scans, "-o", out)
     assert predicted.exit_code == 0, predicted.stderr
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
-    assert list(rows[0]) == ["case_id", "prediction", "p_lesion", "p_normal"]
+    assert list(rows[0]) == ["case_id", "prediction", "p_lesion", "p_normal", "input"]
     assert [r["case_id"] for r in rows] == ["case000", "case001", "case002"]
     for row in rows:
         assert float(row["p_lesion"]) + float(row["p_normal"]) == pytest.approx(1.0, abs=1e-5)
@@ -40,7 +40,7 @@ def test_train_then_predict_end_to_end(cli, tmp_path: Path) -> None:
     assert abs(item["probabilities"]["lesion"] - float(rows[0]["p_lesion"])) < 1e-5  # ensemble of one model twice
 
     as_csv = cli("predict", model, scans[1])
-    assert as_csv.stdout.splitlines()[0] == "case_id,prediction,p_lesion,p_normal"
+    assert as_csv.stdout.splitlines()[0] == "case_id,prediction,p_lesion,p_normal,input"
 
     # A batch survives a bad scan: the others are predicted (same probabilities as above, so the chunk of
     # the batch that held the bad scan was not shifted), the bad one is named on stderr, exit 3.

@@ -77,7 +77,7 @@ def test_extract_single_case_with_mask_and_saved_masks(cli, tmp_path: Path, para
     assert float(rows[0]["original_firstorder_Mean"]) > 0 > float(rows[1]["original_firstorder_Mean"])
     saved = sorted(p.name for p in (tmp_path / "masks" / "pt01").iterdir())
     assert saved == sorted(["lesion_0mm.nii.gz", "shell_2mm.nii.gz", "expanded_2mm.nii.gz", "box_2mm.nii.gz",
-                            "shell_5mm.nii.gz", "expanded_5mm.nii.gz", "box_5mm.nii.gz"])
+                            "shell_5mm.nii.gz", "expanded_5mm.nii.gz", "box_5mm.nii.gz", "input.json"])
     shell = nib.load(tmp_path / "masks" / "pt01" / "shell_5mm.nii.gz")
     assert shell.shape == (40, 40, 16) and np.allclose(shell.affine, _affine(), atol=1e-5)
     assert not (shell.get_fdata() * nib.load(mask).get_fdata()).any()

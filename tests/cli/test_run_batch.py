@@ -83,16 +83,18 @@ def test_bad_cases_are_reported_and_the_good_ones_complete(tmp_path, cli):
     rows = read_rows(out)
     assert {case: row["status"] for case, row in rows.items()} == {
         "good0": "done", "good1": "done", "good2": "done", "dicom_ok": "done",
-        "truncated": "failed", "photo": "failed", "scanner-export.bin": "failed", "dicom_gap": "failed",
+        "truncated": "failed", "photo": "failed", "scanner-export_bin": "failed", "dicom_gap": "failed",
     }
     assert "not a readable NIfTI file" in rows["truncated"]["error"]
     assert "not a readable NIfTI file" in rows["photo"]["error"]
-    assert "unsupported file type" in rows["scanner-export.bin"]["error"]
+    assert "unsupported file type" in rows["scanner-export_bin"]["error"]
     assert "slice" in rows["dicom_gap"]["error"]
     for row in rows.values():
         assert "\n" not in row["error"] and str(scans) not in row["error"]   # one line, no input paths
         assert (row["status"] == "done") == (out / row["case_id"]).is_dir()  # folders only for done cases
-    assert rows["good1"]["outputs"] == "good1/prediction.json;good1/scan.json"
+    assert rows["good1"]["outputs"] == "good1/input.json;good1/prediction.json;good1/scan.json"
+    assert rows["good1"]["input"] == str(scans / "good1.nii.gz")                 # every row names its input
+    assert rows["dicom_ok"]["input"].startswith(f"{scans / 'dicom_ok'}#")         # + the series UID
     assert not (out / ".work").exists()
     with (out / "preds.csv").open(newline="") as handle:               # the cohort table: done cases only
         assert sorted(row["case_id"] for row in csv.DictReader(handle)) == ["dicom_ok", "good0", "good1", "good2"]

@@ -155,7 +155,7 @@ def test_nifti_nrrd_and_dicom_inputs_predict_alike(tmp_path: Path) -> None:
     _random_model(tmp_path / "model", 4, ["a", "b"])
     model = load_model(tmp_path / "model")
     results = predict([model], [tmp_path / "scan.nii.gz", tmp_path / "scan.nrrd", tmp_path / "dicom"])
-    assert [r.case_id for r in results] == ["scan", "scan_2", "dicom"]
+    assert [r.case_id for r in results] == ["scan_nii_gz", "scan_nrrd", "dicom"]
     reference = results[0].probabilities["a"]
     for other in results[1:]:
         assert other.probabilities["a"] == pytest.approx(reference, abs=1e-4)

@@ -37,7 +37,7 @@ def by_id(cases):
 def test_a_scan_folder_lists_files_and_dicom_series_recursively(tmp_path):
     root = tmp_path / "in"
     write_nifti_file(root / "a" / "scan.nii.gz", 1)
-    write_nifti_file(root / "b" / "scan.nii.gz", 2)          # same name elsewhere: made unique
+    write_nifti_file(root / "b" / "scan.nii.gz", 2)          # same name elsewhere: ids name the folders
     write_nifti_file(root / "top.nii", 3)
     (root / "top.json").write_text("{}")                      # sidecar: not a case
     (root / ".hidden.nii.gz").write_text("x")                 # hidden: not a case
@@ -50,9 +50,9 @@ def test_a_scan_folder_lists_files_and_dicom_series_recursively(tmp_path):
     write_dicom_series(oblique_volume(6), two, series_number=2, series_description="t2")
 
     cases = by_id(discover_cases(root))
-    assert set(cases) == {"scan", "scan_2", "top", "notes.dat", "ct_s3", "ct_s99", "mr_s1", "mr_s2"}
-    assert cases["scan"].image == root / "a" / "scan.nii.gz"
-    assert cases["scan_2"].image == root / "b" / "scan.nii.gz"
+    assert set(cases) == {"a_scan", "b_scan", "top", "notes_dat", "ct_s3", "ct_s99", "mr_s1", "mr_s2"}
+    assert cases["a_scan"].image == root / "a" / "scan.nii.gz"
+    assert cases["b_scan"].image == root / "b" / "scan.nii.gz"
     assert cases["ct_s3"].image == series and cases["ct_s3"].series_uid and cases["ct_s3"].skip_reason is None
     assert cases["ct_s99"].skip_reason                        # the localizer is listed, as skipped
     assert cases["mr_s1"].series_uid != cases["mr_s2"].series_uid
@@ -64,7 +64,7 @@ def test_case_ids_are_deterministic_whatever_the_listing_order(tmp_path):
     for folder in ("z", "a", "m"):
         write_nifti_file(root / folder / "ct.nii.gz")
     first = [(c.case_id, c.image) for c in discover_cases(root)]
-    assert first == [("ct", root / "a" / "ct.nii.gz"), ("ct_2", root / "m" / "ct.nii.gz"), ("ct_3", root / "z" / "ct.nii.gz")]
+    assert first == [("a_ct", root / "a" / "ct.nii.gz"), ("m_ct", root / "m" / "ct.nii.gz"), ("z_ct", root / "z" / "ct.nii.gz")]
     assert [(c.case_id, c.image) for c in discover_cases(root)] == first
 
 
@@ -83,12 +83,11 @@ def test_csv_manifest_paths_are_relative_to_the_csv_and_ids_made_safe(tmp_path):
                         "../evil/id,images/one.nii.gz,masks/one.nii.gz,lesion\n"
                         ",images/one.nii.gz,,normal\n"
                         "dup,images/missing.nii.gz,,\n"
-                        "dup,images/one.nii.gz,,\n"
                         "two,images/one.nii.gz;images/two.nii.gz,,\n")
     cases = discover_cases(manifest)
-    assert [c.case_id for c in cases] == ["evil_id", "one", "dup", "dup_2", "two"]
-    assert cases[4].image == tmp_path / "images" / "one.nii.gz"
-    assert cases[4].extra_channels == (tmp_path / "images" / "two.nii.gz",)
+    assert [c.case_id for c in cases] == ["evil_id", "one", "dup", "two"]
+    assert cases[3].image == tmp_path / "images" / "one.nii.gz"
+    assert cases[3].extra_channels == (tmp_path / "images" / "two.nii.gz",)
     assert "/" not in cases[0].case_id and ".." not in cases[0].case_id
     assert cases[0].image == tmp_path / "images" / "one.nii.gz"
     assert cases[0].mask == tmp_path / "masks" / "one.nii.gz" and cases[0].label == "lesion"

@@ -81,7 +81,7 @@ def test_rerun_with_save_masks_writes_the_masks(tmp_path: Path) -> None:
     with_masks = replace(plain, save_masks=tmp_path / "masks")
     assert run_extraction(cases, out, options=with_masks).computed == ["c0"]
     written = {p.name for p in (tmp_path / "masks" / "c0").iterdir()}
-    assert written == {f"{key}.nii.gz" for key in region_keys(with_masks)} and len(written) == 4
+    assert written == {f"{key}.nii.gz" for key in region_keys(with_masks)} | {"input.json"} and len(written) == 5
     assert run_extraction(cases, out, options=with_masks).reused == ["c0"]
 
 

@@ -41,4 +41,4 @@ def run(context: CaseContext) -> None:
     if explanation.failed:
         reasons = "; ".join(f"{name}: {reason}" for name, reason in explanation.failed.items())
         raise MedxaiError(f"attribution failed ({reasons})")
-    write_case(explanation, context.case_dir.parent)
+    write_case(explanation, context.case_dir.parent, source=case.source)

@@ -3,7 +3,7 @@
 Uses :func:`medxai.models.predict.model_probabilities` on the channels the scan stage read (so DICOM
 series chosen by UID and multi-channel cases work as everywhere else). Writes
 ``OUT/<case_id>/prediction.json`` (read by the reports) and, at the end, ``OUT/preds.csv`` in the
-``medxai predict`` layout (``case_id,prediction,p_<class>...``, classes in the model's order).
+``medxai predict`` layout (``case_id,prediction,p_<class>...,input``, classes in the model's order).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def run(context: CaseContext) -> None:
     (probabilities,) = model_probabilities(model, [context.channels])
     record = {
         "case_id": context.case.case_id,
+        "input": context.case.source,
         "prediction": model.classes[int(probabilities.argmax())],
         "probabilities": {name: float(p) for name, p in zip(model.classes, probabilities)},
         "classes": list(model.classes),
@@ -42,6 +43,6 @@ def finish(pipeline: Pipeline, out_dir: Path, done: Sequence[str]) -> None:
                for case_id in done if (out_dir / case_id / PREDICTION).is_file()]
     if not records:
         return
-    predictions = [Prediction(case_id=r["case_id"], probabilities=r["probabilities"], prediction=r["prediction"])
-                   for r in records]
+    predictions = [Prediction(case_id=r["case_id"], probabilities=r["probabilities"], prediction=r["prediction"],
+                              input=r.get("input", "")) for r in records]
     write_text_atomic(out_dir / PREDICTIONS, predictions_csv(predictions, records[0]["classes"]))

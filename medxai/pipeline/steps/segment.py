@@ -70,6 +70,7 @@ def run(context: CaseContext) -> None:
     write_nifti(mask, folder / "mask.nii.gz", dtype=np.uint8)
     record = case_record(case.case_id, model, mapped, mask, rule=settings.rule, level=level, chosen_by="option",
                          settings=settings, scores=scores, voxel_ml=voxel_volume_ml(mask.affine))
+    record = {"case_id": case.case_id, "input": case.source, **record}
     write_text_atomic(folder / "segmentation.json", json.dumps(record, indent=2, default=_plain) + "\n")
     if scores is not None:
         row = {"case_id": case.case_id, "method": settings.method, "threshold": str(settings.rule),
