@@ -4,8 +4,9 @@ The per-sample cost is measured, not guessed: one forward pass of one sample und
 ``torch.autograd.graph.saved_tensors_hooks`` adds up the bytes autograd keeps for the backward pass
 (the activations, which dominate 3D networks), plus the input-sized buffers the methods hold
 (inputs, baselines, perturbed copies and gradients). The batch is the largest that fits in a fraction
-of the memory available now (``torch.cuda.mem_get_info`` on CUDA, ``psutil`` on the host), and a method
-whose pass would not fit even so is refused before it runs (:func:`check_fits`).
+of the memory available now (``torch.cuda.mem_get_info`` on CUDA; on the host psutil's figure bounded by
+the container's cgroup limit and RLIMIT_AS, :func:`medxai.io.preflight.available_memory`), and a method whose
+pass would not fit even so is refused before it runs (:func:`check_fits`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import psutil
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from medxai.io.preflight import available_memory
 
 MEMORY_FRACTION = 0.5  # of the memory available now; the rest is head-room for the framework and others
 INPUT_COPIES = 6  # input, baseline, scaled/perturbed input, its gradient, accumulators
@@ -47,7 +50,7 @@ def available_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
-    return int(psutil.virtual_memory().available)
+    return available_memory()  # the host's figure bounded by the container's limit and RLIMIT_AS
 
 
 def per_sample_bytes(model: nn.Module, inputs: torch.Tensor, *, backward: bool = True,
