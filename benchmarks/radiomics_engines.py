@@ -1,7 +1,7 @@
 """flash-radiomics 1.0.0 vs PyRadiomics 3.0.1: feature parity and speed (evaluation of an optional engine).
 
 Parity: the 5 PyRadiomics reference cases (``$MEDXAI_TEST_DATA/pyradiomics``) x the project's parameter files
-(``ct``, ``mr``, ``ibsi`` presets and ``benchmarks/radiomics_noresample.yaml``), both engines on the same
+(``ct`` and ``mr`` presets and ``benchmarks/radiomics_noresample.yaml``), both engines on the same
 in-memory SimpleITK image and mask. Every feature PyRadiomics returns is compared with flash's
 (relative difference ``|a - b| / max(|a|, |b|)``), for flash as shipped, with ``glcmPythonMCC: true``, and
 with both that and the mechanical kurtosis conversion (flash reports excess kurtosis: +3). A few perturbed
@@ -56,7 +56,6 @@ MODALITY_PRESET = {"brain1": "mr", "brain2": "mr", "breast1": "mr", "lung1": "ct
 PARAMS = {
     "ct": ROOT / "medxai" / "radiomics" / "params" / "ct.yaml",
     "mr": ROOT / "medxai" / "radiomics" / "params" / "mr.yaml",
-    "ibsi": ROOT / "medxai" / "radiomics" / "params" / "ibsi.yaml",
     "noresample": ROOT / "benchmarks" / "radiomics_noresample.yaml",
 }
 FLASH_VARIANTS = {"as_shipped": {}, "glcmPythonMCC": {"glcmPythonMCC": True}}

@@ -19,6 +19,7 @@ import yaml
 from yaml.composer import ComposerError
 
 from medxai.errors import ConfigError
+from medxai.radiomics.params import PRESETS as RADIOMICS_PRESETS
 
 # Pipeline files are a few dozen keys: these bounds refuse alias bombs ("billion laughs") and huge files fast.
 MAX_FILE_BYTES = 1 << 20
@@ -132,7 +133,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         mask=Key("str", "input", "the lesion: the input's mask or the segment stage's", choices=("input", "segment")),
         expansions=Key("number_list", [0, 2, 4, 6, 8, 10, 12], "peritumoral distances in mm (0 = the lesion)",
                        minimum=0),
-        params=Key("path", "ct", "PyRadiomics parameter file, or a preset: ct, mr, ibsi", names=("ct", "mr", "ibsi")),
+        params=Key("path", "ct", "PyRadiomics parameter file, or a preset: " + ", ".join(RADIOMICS_PRESETS),
+                   names=RADIOMICS_PRESETS),
         tissue=Key("str", None, "clip shells to this tissue: lung or body", choices=("lung", "body"), nullable=True),
         box_dilation=Key("bool", False, "also the per-axis box dilation regions of Tushar et al. 2024"),
         save_masks=Key("bool", False, "write every region as OUT/<case_id>/regions/<region>_<d>mm.nii.gz"),

@@ -92,7 +92,8 @@ def _write_rows(rows: Sequence[dict[str, object]], path: Path, columns: Sequence
 def process_case(case: CaseSpec, options: ExtractionOptions) -> list[dict[str, object]]:
     """Read one case, build its regions (saving them when asked) and extract their features."""
     image, regions = case_regions(case, options)
-    rows = extract_features(image, regions, case_id=case.case_id, params=options.params, diagnostics=options.diagnostics)
+    rows = extract_features(image, regions, case_id=case.case_id, params=options.params, diagnostics=options.diagnostics,
+                            modality=options.modality)
     return [{**row, "image": case.source, "mask": case.mask_source} for row in rows]
 
 

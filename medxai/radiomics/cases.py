@@ -65,6 +65,7 @@ class ExtractionOptions:
     diagnostics: bool = False
     save_masks: Path | None = None
     seed: int = 0
+    modality: str | None = None  # DICOM-style modality (CT, MR, PT...) the preset is checked against
 
     def __post_init__(self) -> None:
         check_distances(self.distances_mm)

@@ -5,6 +5,12 @@ The baseline files record, per test case column, the settings they were produced
 region builder and extractor with exactly those settings. PyRadiomics' own test accepts a relative
 difference below 3%; this test asks for 1e-3 (observed: <= 9.2e-4, on brain1's mesh-based shape
 features; every other value agrees to ~1e-12).
+
+The ``*_resampling`` baselines were produced from the int16 files, and PyRadiomics resamples in the
+image's pixel type: its B-spline output was truncated to integers. medxai hands PyRadiomics a float
+image (the same voxels give the same features whatever the file's dtype, issue 27), so for those columns
+the expected values are PyRadiomics' own extractor run on a float32 copy of the same files (the int16
+baselines differ by up to 0.25 % on brain1, 12 % on lung2's mean HU).
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import SimpleITK as sitk
 import yaml
 
 from medxai.io.readers import read_mask, read_volume
@@ -66,10 +73,22 @@ def _check(test_data: Path, column: str, tmp_path: Path) -> None:
             "featureClass": {name: None for name in classes},
         }))
         row = extract_features(image, regions, case_id=case, params=params)[0]
+        if "resampling" in column:
+            expected = _pyradiomics_on_float(folder, case, params, set(expected))
         for name, value in expected.items():
             assert row[name] == pytest.approx(value, rel=RELATIVE, abs=1e-12), (column, name)
             checked += 1
     assert checked >= 90
+
+
+def _pyradiomics_on_float(folder: Path, case: str, params: Path, names: set[str]) -> dict[str, float]:
+    """PyRadiomics' own extractor on a float32 copy of the files (what the int16 baseline would be in float)."""
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    image = sitk.Cast(sitk.ReadImage(str(folder / f"{case}_image.nrrd")), sitk.sitkFloat32)
+    mask = sitk.ReadImage(str(folder / f"{case}_label.nrrd"))
+    result = RadiomicsFeatureExtractor(str(params)).execute(image, mask)
+    return {name: float(result[name]) for name in names}
 
 
 @pytest.mark.parametrize("column", FAST)
