@@ -15,7 +15,8 @@ venv: $(STAMP)
 
 # torch first (the local CPU wheel), then pyradiomics (needs numpy present, no build isolation),
 # then the project with its test extras; the constraints file keeps torch at 2.13.0 throughout.
-# poppler-utils/qpdf (to render and check PDFs in the tests) come from apt when we are root.
+# poppler-utils/qpdf (to render and check PDFs in the tests), dicom3tools (dciodvfy, to validate the DICOM
+# objects medxai writes) and orthanc + orthanc-dicomweb (the PACS of the round-trip tests) come from apt when root.
 $(STAMP): pyproject.toml setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q torch==2.13.0
@@ -25,6 +26,9 @@ $(STAMP): pyproject.toml setup.py constraints.txt
 	@command -v pdftoppm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && (apt-get update -qq && apt-get install -y -qq poppler-utils qpdf) >/dev/null 2>&1; } \
 	  || echo "note: pdftoppm (poppler-utils) not installed; the PDF page-render tests will skip"
+	@{ command -v dciodvfy && command -v Orthanc; } >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && apt-get install -y -qq dicom3tools orthanc orthanc-dicomweb) >/dev/null 2>&1; } \
+	  || echo "note: dicom3tools/orthanc not installed; the DICOM validation and PACS tests will skip"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -145,6 +145,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         page_size=Key("str", "A4", "A4 or letter"),
         percentile=Key("number", 95.0, "heatmap display: values below this percentile are transparent", minimum=0),
     ),
+    "dicom": {"enabled": Key("bool", False, "write OUT/<case_id>/dicom/: SEG, parametric maps, encapsulated PDF and "
+                             "SR of what the other stages wrote (needs DICOM series inputs)")},
 }
 TOP_LEVEL: dict[str, Key] = {
     "name": Key("str", None, "pipeline name (default: the file name)", nullable=True),

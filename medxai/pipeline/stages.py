@@ -67,6 +67,7 @@ STAGES: list[StageSpec] = [
               finish=f"{_STEPS}.radiomics:finish"),
     StageSpec("report", f"{_STEPS}.report:run", needs_model=False, check=f"{_STEPS}.report:check",
               finish=f"{_STEPS}.report:finish"),
+    StageSpec("dicom", "medxai.dicom_export.stage:run", needs_model=False),  # last: exports what the others wrote
 ]
 
 
