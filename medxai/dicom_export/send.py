@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pydicom
 import requests
 from dicomweb_client.api import DICOMwebClient
+from dicomweb_client.session_utils import create_session_from_user_pass
 
 from medxai.errors import ConfigError, MedxaiError
 
@@ -32,12 +33,45 @@ class SendReport:
     present: list[str] = field(default_factory=list)
 
 
-def dicomweb_url(target: str) -> str:
-    """``dicomweb://HOST[:PORT]/PATH`` (or ``dicomwebs://``, ``http(s)://``) as the HTTP base URL of the service."""
+@dataclass(frozen=True)
+class Service:
+    """A DICOMweb service: its HTTP base URL without credentials (safe to print) and the ``user:password``
+    of the address, if any (sent as HTTP basic authentication, never printed)."""
+
+    url: str
+    auth: tuple[str, str] | None = None
+
+
+def dicomweb_service(target: str) -> Service:
+    """``dicomweb://[USER:PASSWORD@]HOST[:PORT]/PATH`` (or ``dicomwebs://``, ``http(s)://``); a query is ignored."""
     parts = urlsplit(target)
-    if parts.scheme not in SCHEMES or not parts.netloc:
-        raise ConfigError(f"not a DICOMweb address: {target!r} (expected dicomweb://HOST[:PORT]/PATH)")
-    return urlunsplit((SCHEMES[parts.scheme], parts.netloc, parts.path.rstrip("/"), "", ""))
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise ConfigError(f"not a DICOMweb address: {_redacted(target)!r} (expected dicomweb://HOST[:PORT]/PATH)")
+    try:
+        host = f"{parts.hostname}:{parts.port}" if parts.port is not None else parts.hostname
+    except ValueError:
+        raise ConfigError(f"not a DICOMweb address: {_redacted(target)!r} (bad port)") from None
+    auth = (unquote(parts.username or ""), unquote(parts.password or "")) if parts.username is not None else None
+    return Service(urlunsplit((SCHEMES[parts.scheme], host, parts.path.rstrip("/"), "", "")), auth)
+
+
+def _redacted(target: str) -> str:
+    """``target`` without its ``user:password@`` part."""
+    parts = urlsplit(target)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else target
+
+
+def dicomweb_url(target: str) -> str:
+    """The HTTP base URL of the service at ``target`` (without credentials)."""
+    return dicomweb_service(target).url
+
+
+def dicomweb_client(service: Service, *, timeout_s: float = 60.0, attempts: int = 5) -> DICOMwebClient:
+    """A client of ``service``; each request is tried up to ``attempts`` times with exponential back-off."""
+    session = create_session_from_user_pass(*service.auth) if service.auth else None
+    client = DICOMwebClient(service.url, session=session, timeout=timeout_s)
+    client.set_http_retry_params(retry=attempts > 1, max_attempts=attempts)
+    return client
 
 
 def _present(client: DICOMwebClient, dataset: pydicom.Dataset) -> bool:
@@ -49,9 +83,9 @@ def _present(client: DICOMwebClient, dataset: pydicom.Dataset) -> bool:
 def send_dicomweb(paths: Sequence[Path], target: str, *, timeout_s: float = 60.0, attempts: int = 5) -> SendReport:
     """Store ``paths`` in the DICOMweb service at ``target`` (skipping instances it already holds); each request
     is tried up to ``attempts`` times with exponential back-off (dicomweb-client's retry)."""
-    url = dicomweb_url(target)
-    client = DICOMwebClient(url, timeout=timeout_s)
-    client.set_http_retry_params(retry=attempts > 1, max_attempts=attempts)
+    service = dicomweb_service(target)
+    url = service.url
+    client = dicomweb_client(service, timeout_s=timeout_s, attempts=attempts)
     report = SendReport()
     folder = Path(paths[0]).parent if paths else Path(".")
     try:

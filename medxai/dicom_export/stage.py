@@ -1,7 +1,8 @@
 """The ``dicom`` pipeline stage: the DICOM objects of each case into ``OUT/<case_id>/dicom/``.
 
 It runs after the other stages (it exports what they wrote into the case folder) and needs a DICOM series
-input; a case read from NIfTI/NRRD fails with that reason. Turned on by ``dicom.enabled``.
+input; a case read from NIfTI/NRRD fails with that reason. Turned on by ``dicom.enabled`` (and by
+``medxai run --send``, whose sending the runner does once the case folder is in OUT, never this stage).
 """
 from __future__ import annotations
 

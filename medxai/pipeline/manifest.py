@@ -1,6 +1,7 @@
 """``OUT/manifest.csv``: one row per case with its input, status, timings, one-line error and output files.
 
-Statuses: ``done`` (outputs complete in ``OUT/<case_id>/``), ``failed`` (``error`` says why) and
+Statuses: ``done`` (outputs complete in ``OUT/<case_id>/``), ``failed`` (``error`` says why; ``not sent to the
+PACS: ...`` when only ``medxai run --send`` failed: the outputs stay listed and in OUT) and
 ``skipped`` (listed but not processed: the run stopped before reaching it; ``--resume`` picks it up).
 Times live only here, never in the per-case files, so outputs of two runs can be compared byte for byte.
 """

@@ -3,6 +3,13 @@
 Batch layout after PyRadiomics' batch mode and nnU-Net's prediction folders: manifest in, one folder per
 case out, a table of per-case status. ``OUT/run.json`` records what determines the outputs (medxai version,
 resolved pipeline, model hash) so ``--resume`` refuses to mix outputs of different configurations.
+
+PACS round trip: an input ``dicomweb://HOST[:PORT]/PATH?StudyInstanceUID=UID`` is first retrieved into
+``OUT/.inputs/`` (:mod:`medxai.dicom_export.pacs`); with ``send`` every case whose folder is in place is then
+stored in that DICOMweb service (its ``dicom/*.dcm``, :func:`medxai.dicom_export.send.send_dicomweb`, which
+skips instances the PACS holds). A failed send fails the case (manifest error ``not sent to the PACS: ...``)
+and keeps its folder; ``--resume`` sends such a case again without recomputing it, and sends every ``done``
+case again too (nothing is stored twice), so a resumed run leaves every case of the manifest in the PACS.
 """
 from __future__ import annotations
 
@@ -12,12 +19,12 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from medxai import __version__
-from medxai.errors import BatchIncompleteError, ConfigError, MedxaiError
+from medxai.errors import BatchIncompleteError, ConfigError, MedxaiError, one_line
 from medxai.io.atomic import output_folder, write_text_atomic
 from medxai.io.naming import check_case_folder
 from medxai.pipeline.backends import check_scheduler_address, dask_executor, local_executor
@@ -32,6 +39,7 @@ log = logging.getLogger("medxai.pipeline")
 ProgressCallback = Callable[[str, int, int], None]
 RUN_RECORD = "run.json"
 PENDING = "not processed yet"
+NOT_SENT = "not sent to the PACS: "  # manifest error of a case computed but not stored in the PACS
 
 
 class RunInterrupted(MedxaiError):
@@ -50,6 +58,7 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
     seconds: float = 0.0
     model_loads: dict[str, int] = field(default_factory=dict)
 
@@ -74,26 +83,46 @@ def run_pipeline(
     dask_scheduler: str | None = None,
     dask_local: int | None = None,
     progress: ProgressCallback | None = None,
+    send: str | None = None,
 ) -> RunSummary:
     """Run ``pipeline`` over every case of ``input_path`` into ``out_dir``; failed cases do not stop it.
 
     Local worker processes by default (``workers``), or a Dask cluster (``dask_scheduler`` address, or
     ``dask_local`` workers on a new LocalCluster). With ``resume`` cases already ``done`` (outputs present)
     are kept and all others are (re)done; the outputs equal those of an uninterrupted run.
+
+    ``input_path`` may be a DICOMweb study address (a ``str``), retrieved into ``OUT/.inputs/``; ``send``
+    (a DICOMweb address) stores each case's ``dicom`` stage outputs there (the stage must be on).
     """
+    from medxai.dicom_export.pacs import is_pacs_address, parse_study_address
+    from medxai.dicom_export.send import dicomweb_url
+
     if workers < 1 or (dask_local is not None and dask_local < 1):
         raise ConfigError(f"need at least one worker, got {dask_local if dask_local is not None else workers}")
     out = Path(out_dir).absolute()
     if dask_scheduler is not None:
         check_scheduler_address(dask_scheduler)
+    study = parse_study_address(str(input_path)) if is_pacs_address(input_path) else None
+    if send is not None:
+        dicomweb_url(send)  # a malformed address fails before any work
+        if not pipeline.stage_enabled("dicom"):
+            raise ConfigError("--send stores the dicom stage's outputs: turn the stage on (dicom.enabled: true)",
+                              path=pipeline.source)
     with output_folder(out):  # writable, checked before the work; removed again if the run leaves it empty
+        if (out / MANIFEST_NAME).is_file() and not resume:  # before a PACS input is retrieved into OUT
+            raise ConfigError("holds a previous run (manifest.csv): pass --resume to continue it, or choose another "
+                              "output folder", path=out)
+        if study is not None:
+            from medxai.dicom_export.pacs import retrieve_study
+
+            input_path = retrieve_study(study, out)
         return _run(pipeline, input_path=Path(input_path), out=out, workers=workers, resume=resume,
-                    dask_scheduler=dask_scheduler, dask_local=dask_local, progress=progress)
+                    dask_scheduler=dask_scheduler, dask_local=dask_local, progress=progress, send=send)
 
 
 def _run(pipeline: Pipeline, *, input_path: Path, out: Path, workers: int, resume: bool, dask_scheduler: str | None,
-         dask_local: int | None, progress: ProgressCallback | None) -> RunSummary:
-    """:func:`run_pipeline` once its options and output folder are checked."""
+         dask_local: int | None, progress: ProgressCallback | None, send: str | None) -> RunSummary:
+    """:func:`run_pipeline` once its options and output folder are checked (and a PACS input retrieved)."""
     cases = discover_cases(input_path.absolute())  # absolute: workers may run elsewhere (Dask)
     for case in cases:  # before anything is loaded or written: never replace the folder of another input
         check_case_folder(out / case.case_id, case.source)
@@ -104,7 +133,7 @@ def _run(pipeline: Pipeline, *, input_path: Path, out: Path, workers: int, resum
     backend = dask_executor(scheduler=dask_scheduler, local_workers=dask_local) if on_dask else local_executor(workers=workers)
     with backend as execute, RunLock(out):
         summary = RunSummary(out_dir=out, manifest=out / MANIFEST_NAME)
-        rows, todo = _plan(out, cases, pipeline, setup, resume=resume, summary=summary)
+        rows, todo = _plan(out, cases, pipeline, setup, resume=resume, summary=summary, send=send is not None)
         write_manifest(out, list(rows.values()))
         jobs = [CaseJob(case=case, pipeline=pipeline, stages=tuple(s.target for s in stages), out_dir=out, setup=setup)
                 for case in todo]
@@ -130,6 +159,8 @@ def _run(pipeline: Pipeline, *, input_path: Path, out: Path, workers: int, resum
         try:
             if jobs:
                 execute(jobs, on_result)
+            if send is not None:
+                _send_cases(out, rows, send, summary)
         except KeyboardInterrupt:
             raise RunInterrupted(f"interrupted after {completed} of {total} cases; rerun with --resume") from None
         finally:  # staging folders of unfinished cases: --resume redoes those cases from scratch anyway
@@ -192,14 +223,12 @@ def model_digest(path: Path) -> str:
 
 
 def _plan(out: Path, cases: list[Case], pipeline: Pipeline, setup: WorkerSetup, *, resume: bool,
-          summary: RunSummary) -> tuple[dict[str, ManifestRow], list[Case]]:
-    """Manifest rows for every case (kept ``done`` rows on resume) and the cases left to process."""
+          summary: RunSummary, send: bool = False) -> tuple[dict[str, ManifestRow], list[Case]]:
+    """Manifest rows for every case (kept ``done`` rows on resume, and with ``send`` the rows of cases
+    computed but not sent) and the cases left to process."""
     record = json.dumps({"medxai": __version__, "pipeline": pipeline.to_dict(), "model_sha256": setup.model_hash},
                         indent=2, sort_keys=True) + "\n"
     previous_record = (out / RUN_RECORD).read_text(encoding="utf-8") if (out / RUN_RECORD).is_file() else None
-    if (out / MANIFEST_NAME).is_file() and not resume:
-        raise ConfigError("holds a previous run (manifest.csv): pass --resume to continue it, or choose another "
-                          "output folder", path=out)
     if resume and previous_record is not None and previous_record != record:
         raise ConfigError("was written by a different pipeline, model or medxai version than this run's; "
                           "resume with the same settings, or choose another output folder", path=out)
@@ -216,6 +245,10 @@ def _plan(out: Path, cases: list[Case], pipeline: Pipeline, setup: WorkerSetup, 
             rows[case.case_id] = old
             summary.reused.append(case.case_id)
             summary.done.append(case.case_id)
+        elif send and old is not None and old.error.startswith(NOT_SENT) and old.input == case.source \
+                and old.outputs_exist(out):  # computed, only the send failed: send it again, do not recompute
+            rows[case.case_id] = old
+            summary.reused.append(case.case_id)
         else:
             rows[case.case_id] = ManifestRow(case.case_id, "skipped", error=PENDING, input=case.source)
             todo.append(case)
@@ -239,3 +272,26 @@ def _finalize(out: Path, result: CaseResult, source: str) -> ManifestRow:
         seconds=f"{result.seconds:.2f}", error=result.error,
         outputs=tuple(f"{result.case_id}/{name}" for name in result.files),
     )
+
+
+def _send_cases(out: Path, rows: dict[str, ManifestRow], target: str, summary: RunSummary) -> None:
+    """Store the ``dicom/*.dcm`` outputs of every case done (or computed but not sent) in the DICOMweb
+    service ``target``; a failed send fails that case with its reason and keeps its folder."""
+    from medxai.dicom_export.send import SendError, send_dicomweb
+    from medxai.dicom_export.stage import FOLDER
+
+    for case_id, row in rows.items():
+        if row.status != "done" and not row.error.startswith(NOT_SENT):
+            continue
+        files = [out / name for name in row.outputs if name.startswith(f"{case_id}/{FOLDER}/") and name.endswith(".dcm")]
+        try:
+            send_dicomweb(files, target)
+        except SendError as error:
+            rows[case_id] = replace(row, status="failed", error=NOT_SENT + one_line(error))
+            log.warning("case %s: %s", case_id, rows[case_id].error)
+        else:
+            rows[case_id] = replace(row, status="done", error="")
+            summary.sent.append(case_id)
+        write_manifest(out, list(rows.values()))
+    summary.done[:] = [case_id for case_id, row in rows.items() if row.status == "done"]
+    summary.failed[:] = [case_id for case_id, row in rows.items() if row.status == "failed"]

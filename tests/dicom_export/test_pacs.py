@@ -1,14 +1,9 @@
-"""The PACS round trip against a real Orthanc (Debian orthanc + orthanc-dicomweb) on a loopback port."""
+"""export-dicom --send against a real Orthanc (Debian orthanc + orthanc-dicomweb) on a loopback port (the
+``orthanc`` fixture of conftest.py)."""
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pydicom
@@ -21,60 +16,7 @@ from medxai.io.readers import read_volume
 from medxai.testing.dicom_writer import write_dicom_series
 from medxai.volume import Volume
 
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-REFUSE_ALL = "function ReceivedInstanceFilter(dicom, origin, info)\n  return false\nend\n"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _get(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (loopback test server)
-        return json.loads(response.read() or b"null")
-
-
-@pytest.fixture
-def orthanc(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """``orthanc(refuse=False)`` starts an Orthanc with DICOMweb on a free loopback port and a temporary
-    storage folder (no authentication, no remote access, no DIMSE listener); returns its HTTP base URL."""
-    binary = shutil.which("Orthanc")
-    if binary is None or not DICOMWEB_PLUGIN.is_file():
-        pytest.skip("Orthanc with its DICOMweb plugin is not installed and could not be installed: run `make venv` "
-                    "as root, or apt-get install orthanc orthanc-dicomweb")
-    started: list[subprocess.Popen] = []
-
-    def start(*, refuse: bool = False) -> str:
-        folder = tmp_path / f"orthanc{len(started)}"
-        folder.mkdir()
-        port = _free_port()
-        config = {"Name": "medxai-test", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
-                  "HttpPort": port, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-                  "DicomServerEnabled": False, "Plugins": [str(DICOMWEB_PLUGIN)],
-                  "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
-        if refuse:
-            (folder / "refuse.lua").write_text(REFUSE_ALL)
-            config["LuaScripts"] = [str(folder / "refuse.lua")]
-        (folder / "orthanc.json").write_text(json.dumps(config))
-        log = (folder / "orthanc.log").open("wb")
-        started.append(subprocess.Popen([binary, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT))
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                _get(f"{base}/system")
-                return base
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"Orthanc did not start: {(folder / 'orthanc.log').read_text()[-2000:]}")
-
-    yield start
-    for process in started:
-        process.terminate()
-        process.wait(timeout=30)
-
+from .conftest import free_port as _free_port, get_json as _get
 
 def _case(tmp_path: Path) -> tuple[Path, Path]:
     affine = np.array([[0.0, 0.0, 2.5, -20.0], [-0.9, 0.0, 0.0, 30.0], [0.0, -1.1, 0.0, 40.0], [0, 0, 0, 1.0]])
