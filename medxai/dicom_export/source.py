@@ -98,12 +98,18 @@ def _valid(element: DataElement) -> bool:
     return True
 
 
+def is_volume_file(path: Path) -> bool:
+    """Whether ``path`` is a NIfTI/NRRD/MHA scan file (no DICOM header: no patient, no study)."""
+    return path.is_file() and path.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd"))
+
+
 def read_source(path: str | Path, *, series_uid: str | None = None) -> SourceSeries:
     """The one 3D series under ``path`` (a folder or a multi-frame file); refuse anything that is not DICOM."""
     root = Path(path)
-    if root.is_file() and root.name.lower().endswith((".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")):
-        raise InvalidInputError("not a DICOM series: DICOM outputs need the DICOM series the case came from (a "
-                                "NIfTI/NRRD/MHA file carries no patient or study to attach them to)", path=root)
+    if is_volume_file(root):
+        raise InvalidInputError("not a DICOM series: a NIfTI/NRRD/MHA scan carries no patient or study to attach DICOM "
+                                "outputs to; give the patient's identifiers (export-dicom --patient-id ID "
+                                "--patient-name NAME) to write it as a new DICOM series first", path=root)
     info = select_series(require_series(root), root, series_uid=series_uid)
     geometry = stack_geometry(info.frames, root=root)
     files = list(dict.fromkeys(frame.path for frame in geometry.frames))

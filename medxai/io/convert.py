@@ -4,7 +4,8 @@
 for a file name; never from patient tags. Series that are simply not 3D (localizers, single images,
 4D series, projection radiographs) are skipped and reported; a damaged 3D series (missing or duplicate
 slice, gantry tilt, truncated file...) fails the whole conversion, and files already written by the
-call are removed so that no partial output remains.
+call are removed so that no partial output remains. The sidecar records the input's path, and a conversion
+never replaces the files of another input that share its name.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from medxai import __version__
-from medxai.errors import InvalidInputError, MedxaiError
+from medxai.errors import ConfigError, InvalidInputError, MedxaiError
 from medxai.io.atomic import write_text_atomic
-from medxai.io.naming import case_id_from_path, safe_case_id
+from medxai.io.naming import case_id_from_path, input_label, safe_case_id
 from medxai.io.nifti import write_nifti
 from medxai.io.preflight import check_path
 from medxai.io.readers import read_volume
@@ -52,11 +53,12 @@ def series_name(number: int | None, description: str, uid: str) -> str:
     return safe_case_id(raw) if raw else f"series_{hashlib.sha256(uid.encode()).hexdigest()[:10]}"
 
 
-def sidecar(volume: Volume) -> dict[str, Any]:
-    """Acquisition metadata (allow-listed), rescale and geometry of a converted volume."""
+def sidecar(volume: Volume, source: str) -> dict[str, Any]:
+    """The input it came from, acquisition metadata (allow-listed), rescale and geometry of a converted volume."""
     summary = volume_summary(volume)
     summary.pop("intensity")
     return {
+        "input": source,
         "source_format": volume.metadata.get("format", "unknown"),
         "modality": volume.metadata.get("modality", "unknown"),
         "acquisition": dict(volume.metadata.get("acquisition", {})),
@@ -68,11 +70,25 @@ def sidecar(volume: Volume) -> dict[str, Any]:
     }
 
 
-def _write(volume: Volume, name: str, out_dir: Path, written: list[ConvertedSeries]) -> None:
+def _check_free(out_dir: Path, name: str, source: str) -> None:
+    """Refuse to replace ``<name>.nii.gz`` when its sidecar records another input (the same input may)."""
+    image, side = out_dir / f"{name}.nii.gz", out_dir / f"{name}.json"
+    if not image.exists() and not side.exists():
+        return
+    try:
+        held = json.loads(side.read_text(encoding="utf-8")).get("input")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
+        held = None
+    if held != source:
+        shown = held if isinstance(held, str) else "an input it does not record"
+        raise ConfigError(f"holds the conversion of another input ({shown}); choose another -o folder", path=image)
+
+
+def _write(volume: Volume, name: str, source: str, out_dir: Path, written: list[ConvertedSeries]) -> None:
     image, side = out_dir / f"{name}.nii.gz", out_dir / f"{name}.json"
     write_nifti(volume, image)
     written.append(ConvertedSeries(name=name, image=image, sidecar=side, shape=volume.shape))
-    write_text_atomic(side, json.dumps(sidecar(volume), indent=2, default=str) + "\n")
+    write_text_atomic(side, json.dumps(sidecar(volume, source), indent=2, default=str) + "\n")
 
 
 def _unique(name: str, uid: str, taken: set[str]) -> str:
@@ -94,7 +110,9 @@ def convert_scan(path: str | Path, out_dir: str | Path, *, resample_tilt: bool =
     check_path(path, folder_ok=not path.name.lower().endswith(NIFTI_ITK_SUFFIXES))  # a folder is a DICOM series
     written: list[ConvertedSeries] = []
     if is_image_file(path):
-        _write(read_volume(path), case_id_from_path(path), out_dir, written)
+        name, source = case_id_from_path(path), input_label([path])
+        _check_free(out_dir, name, source)
+        _write(read_volume(path), name, source, out_dir, written)
         return ConvertReport(written=tuple(written), skipped=())
     series = require_series(path)
     # A truncated file may carry a cut SeriesInstanceUID and leave a gap in its real series: name it first.
@@ -107,13 +125,17 @@ def convert_scan(path: str | Path, out_dir: str | Path, *, resample_tilt: bool =
     if not volumes:
         raise InvalidInputError(f"no 3D series to convert ({'; '.join(skipped)})", path=path)
     taken: set[str] = set()
+    names = [_unique(series_name(info.number, info.description, info.uid), info.uid, taken) for info in volumes]
+    sources = [input_label([path], info.uid) for info in volumes]
+    for name, source in zip(names, sources):  # before writing anything: never replace another input's series
+        _check_free(out_dir, name, source)
     created = not out_dir.exists()
     try:
-        for done, info in enumerate(volumes):
+        for done, (info, name, source) in enumerate(zip(volumes, names, sources)):
             if progress:
                 progress("converting series", done, len(volumes))
             volume = load_series(info, root=path, resample_tilt=resample_tilt)
-            _write(volume, _unique(series_name(info.number, info.description, info.uid), info.uid, taken), out_dir, written)
+            _write(volume, name, source, out_dir, written)
     except (MedxaiError, OSError):
         for item in written:
             for file in (item.image, item.sidecar):

@@ -80,6 +80,32 @@ def _check_header(path: Path, header: nib.Nifti1Header, on_disk: int) -> None:
     check_memory(path, shape, itemsize + (8 if scaled else 0), extra_bytes=int(offset))
 
 
+def _check_extensions(path: Path, header: nib.Nifti1Header) -> None:
+    """Header extensions must lie between the header and ``vox_offset``: nibabel allocates what an ``esize``
+    claims, so a forged one would cost GiBs. (A size that is not a multiple of 16, as the standard asks, is
+    tolerated as nibabel tolerates it.) Written by hand: nibabel does not bound the extensions by ``vox_offset``."""
+    start, end = int(header.sizeof_hdr), int(float(header["vox_offset"]))
+    if path.name.lower().endswith((".hdr", ".img")) or end <= start:
+        return  # no room for extensions (or a detached header, where vox_offset counts into the .img)
+    endian = "<" if header.endianness == "<" else ">"
+    with _quiet_nibabel(), nib.openers.ImageOpener(str(path)) as handle:
+        handle.seek(start)
+        block = handle.read(min(end, start + 4) - start)
+        if len(block) < 4 or block[0] == 0:
+            return  # no extension flag: nibabel reads none
+        position = start + 4
+        while end - position >= 16:  # nibabel's own loop condition
+            head = handle.read(8)
+            if len(head) < 8:
+                break
+            size = int(np.frombuffer(head[:4], dtype=f"{endian}i4")[0])
+            if size < 8 or position + size > end:
+                raise InvalidInputError(f"header extension at byte {position} claims {size} bytes, beyond the voxel "
+                                        f"data offset {end} (a corrupt or forged header)", path=path)
+            handle.seek(position + size)
+            position += size
+
+
 def _best_affine(path: Path, header: nib.Nifti1Header) -> np.ndarray:
     """nibabel's best affine after its own header fixes (qfac, negative pixdims), refusing the one fix that
     invents geometry: a zero voxel size in the pixdims the affine is built from (nibabel makes it 1 mm)."""
@@ -104,7 +130,9 @@ def read_nifti(path: str | Path) -> Volume:
     """
     path = Path(path)
     info = check_path(path)
-    _check_header(path, _raw_header(path), info.st_size)
+    header = _raw_header(path)
+    _check_header(path, header, info.st_size)
+    _check_extensions(path, header)
     try:
         with _quiet_nibabel():
             image = nib.load(str(path))

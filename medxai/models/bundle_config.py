@@ -13,23 +13,17 @@ the same way. Nothing is built before all of it passed.
 from __future__ import annotations
 
 import importlib
-import json
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-import yaml
 from torch import nn
 
 from medxai.errors import InvalidInputError, one_line
 
-MAX_FILE_BYTES = 4 << 20
 MAX_NESTING = 64
 MAX_NODES = 100_000
-MAX_ALIASES = 64
 MAX_REFERENCES = 32
 MAX_PARAMETERS = 1_000_000_000
 NETWORK_PACKAGES = ("torch.nn", "monai.networks")
@@ -38,50 +32,6 @@ REFUSED_KEYS = ("_requires_", "_mode_", "_disabled_")
 FETCHING_KWARGS = ("pretrained", "pretrained_path")  # and any ``*_url``: weights fetched from elsewhere
 TRUST_HINT = "pass --trust-model (pipelines: model.trust: true) only if you trust whoever made it"
 _MISSING = object()
-
-
-class _BoundedSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` refusing documents with more than MAX_ALIASES aliases (the "billion laughs" bomb)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.alias_count = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.alias_count += 1
-            if self.alias_count > MAX_ALIASES:
-                raise yaml.YAMLError(f"more than {MAX_ALIASES} YAML aliases")
-        return super().compose_node(parent, index)
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    """The YAML error without the excerpt of the file PyYAML quotes (errors never echo foreign content)."""
-    problem = getattr(error, "problem", None) or str(error)
-    mark = getattr(error, "problem_mark", None)
-    return f"{problem} (line {mark.line + 1})" if mark is not None else problem
-
-
-def read_data_file(path: Path, *, what: str) -> Any:
-    """A JSON (or ``.yaml``/``.yml``) file parsed as plain data; InvalidInputError naming ``path`` otherwise.
-
-    Refused before parsing: anything but a regular file and files over MAX_FILE_BYTES."""
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidInputError(f"{what} is not a regular file", path=path)
-        if info.st_size > MAX_FILE_BYTES:
-            raise InvalidInputError(f"{what} is {info.st_size} bytes (at most {MAX_FILE_BYTES} accepted)", path=path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return yaml.load(text, Loader=_BoundedSafeLoader)  # noqa: S506 - a SafeLoader subclass
-        return json.loads(text)
-    except yaml.YAMLError as error:
-        raise InvalidInputError(f"unreadable {what} ({_yaml_problem(error)[:160]})", path=path) from None
-    except RecursionError:
-        raise InvalidInputError(f"unreadable {what} (nested too deeply)", path=path) from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:  # json.JSONDecodeError is a ValueError
-        raise InvalidInputError(f"unreadable {what} ({one_line(error)[:160]})", path=path) from None
 
 
 def _in_packages(module: str) -> bool:

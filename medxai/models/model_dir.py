@@ -29,7 +29,7 @@ from torch import nn
 
 from medxai import __version__
 from medxai.errors import ConfigError, InvalidInputError
-from medxai.models.bundle_config import read_data_file
+from medxai.io.data_files import read_data_file
 from medxai.models.preprocessing import PreprocessingConfig, Preprocessor
 from medxai.models.registry import TASKS, build_network, get_architecture
 from medxai.models.weakseg.base import GlobalMaxPoolingNetwork

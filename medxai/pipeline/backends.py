@@ -61,17 +61,23 @@ def _run_local(jobs: list[CaseJob], on_result: ResultHandler, *, workers: int) -
                                  initargs=(jobs[0].setup,)) as pool:
             in_flight: dict = {}
             casualties: list[CaseJob] = []
-            while (pending or in_flight) and not casualties:
-                while pending and len(in_flight) < workers:
-                    job = pending.popleft()
-                    in_flight[pool.submit(process_case, job)] = job
-                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    job = in_flight.pop(future)
-                    try:
-                        on_result(future.result())
-                    except BrokenProcessPool:
-                        casualties.append(job)
+            try:
+                while (pending or in_flight) and not casualties:
+                    while pending and len(in_flight) < workers:
+                        job = pending.popleft()
+                        in_flight[pool.submit(process_case, job)] = job
+                    finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        job = in_flight.pop(future)
+                        try:
+                            on_result(future.result())
+                        except BrokenProcessPool:
+                            casualties.append(job)
+            except KeyboardInterrupt:  # stop the workers now, not after their current case
+                for child in multiprocessing.active_children():
+                    child.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
             casualties.extend(in_flight.values())
         for job in reversed(casualties):
             if job.case.case_id in retried:

@@ -8,7 +8,6 @@ a file are relative to that file; relative paths given with ``--set`` are relati
 from __future__ import annotations
 
 import copy
-import re
 import reprlib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -16,56 +15,20 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
-from yaml.composer import ComposerError
 
 from medxai.errors import ConfigError
+from medxai.io.data_files import parse_yaml as parse_data_yaml, yaml_problem
 from medxai.radiomics.params import PRESETS as RADIOMICS_PRESETS
 
 # Pipeline files are a few dozen keys: these bounds refuse alias bombs ("billion laughs") and huge files fast.
 MAX_FILE_BYTES = 1 << 20
-MAX_ALIASES = 16
 MAX_NODES = 5000
 PIPELINE_SUFFIXES = (".yaml", ".yml")
 
 
-class BoundedLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader (plain data only: no Python tags) with a budget of aliases and nodes. The
-    budget is counted while composing, before any value is built, so an alias bomb costs microseconds."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.aliases = 0
-        self.nodes = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_ALIASES:
-                raise ComposerError(None, None, f"more than {MAX_ALIASES} aliases (refused: alias bomb?)",
-                                    self.peek_event().start_mark)
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise ComposerError(None, None, f"more than {MAX_NODES} values (refused: not a pipeline file)",
-                                self.peek_event().start_mark)
-        return super().compose_node(parent, index)
-
-
 def parse_yaml(text: str) -> Any:
-    """``text`` as plain data through :class:`BoundedLoader` (yaml.YAMLError when it is not)."""
-    loader = BoundedLoader(text)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
-
-
-def yaml_problem(error: yaml.YAMLError) -> str:
-    """What is wrong, with the line, and without quoting the file's content (which may not be a pipeline
-    file at all: ``inherits_from: /etc/shadow``)."""
-    mark = getattr(error, "problem_mark", None)
-    where = f"line {mark.line + 1}: " if mark is not None else ""
-    problem = getattr(error, "problem", None) or type(error).__name__
-    return where + re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", str(problem))[:120]
+    """``text`` as plain data, within a pipeline file's budget (yaml.YAMLError when it is not)."""
+    return parse_data_yaml(text, max_values=MAX_NODES)
 
 
 _KINDS = ("bool", "int", "number", "str", "path", "device", "str_list", "number_list", "target")

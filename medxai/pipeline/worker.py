@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -96,10 +97,16 @@ def init_worker(setup: WorkerSetup) -> None:
     """Process-pool initializer: die with the runner, then load the model before the first case. A load
     failure is not raised here (it would break the pool); every case meets it again and reports it."""
     _die_with_parent()
+    signal.signal(signal.SIGINT, _exit_quietly)  # Ctrl-C reaches the whole process group: the runner reports it
     try:
         prepare_worker(setup)
     except CASE_ERRORS:
         return
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    """A worker's Ctrl-C: end at once without a traceback (the runner prints the one line and cleans .work)."""
+    os._exit(128 + signum)
 
 
 def _die_with_parent() -> None:
@@ -109,7 +116,6 @@ def _die_with_parent() -> None:
         return
     import ctypes
     import multiprocessing
-    import signal
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)

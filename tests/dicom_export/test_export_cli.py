@@ -44,13 +44,14 @@ def test_export_writes_seg_and_sr_with_stable_uids(tmp_path, cli):
         assert uids[0] == uids[1]  # a PACS receiving both keeps one instance
 
 
-def _refused(result, *fragments: str) -> None:
+def _refused(result, *fragments: str) -> str:
     assert result.exit_code == 4, (result.exit_code, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("medxai: error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     assert "Traceback" not in result.stderr
+    return lines[0]
 
 
 def test_mask_on_another_grid_is_refused_without_output(tmp_path, cli):
@@ -63,12 +64,23 @@ def test_mask_on_another_grid_is_refused_without_output(tmp_path, cli):
     assert not (tmp_path / "out").exists()
 
 
-def test_nifti_source_is_refused(tmp_path, cli):
+def test_nifti_source_without_identifiers_is_refused(tmp_path, cli):
     scan = _series_and_scan(tmp_path)
     case = _segment_case(tmp_path / "c1", scan)
     write_nifti(scan, tmp_path / "scan.nii.gz")
     result = cli("export-dicom", case, "--source", tmp_path / "scan.nii.gz", "-o", tmp_path / "out")
-    _refused(result, "scan.nii.gz", "not a DICOM series")
+    _refused(result, "scan.nii.gz", "not a DICOM series", "--patient-id, --patient-name, --modality")
+    result = cli("export-dicom", case, "--source", tmp_path / "scan.nii.gz", "-o", tmp_path / "out", "--patient-id", "P1")
+    line = _refused(result, "give --patient-name, --modality")
+    assert "--patient-id" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_identifiers_for_a_dicom_source_are_refused(tmp_path, cli):
+    scan = _series_and_scan(tmp_path)
+    case = _segment_case(tmp_path / "c1", scan)
+    result = cli("export-dicom", case, "--source", tmp_path / "series", "-o", tmp_path / "out", "--patient-id", "P1")
+    _refused(result, "--patient-id", "only for a NIfTI")
     assert not (tmp_path / "out").exists()
 
 
