@@ -1,4 +1,4 @@
-"""JSON and YAML files from outside (pipelines, bundle configs, model descriptions, records) read as plain data.
+"""JSON, YAML and CSV files from outside (pipelines, bundle configs, model descriptions, manifests) read as data.
 
 Bounded before anything is built: the file's size, YAML aliases and values (counted while composing, so an
 alias bomb costs microseconds), and nesting (a RecursionError becomes a refusal). YAML goes through PyYAML's
@@ -7,6 +7,8 @@ SafeLoader, so Python tags are refused. Error messages never quote the file: it 
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -88,3 +90,38 @@ def read_data_file(path: str | Path, *, what: str, max_bytes: int = MAX_FILE_BYT
         raise InvalidInputError(f"unreadable {what} (not UTF-8 text)", path=path) from None
     except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError; its message quotes no content
         raise InvalidInputError(f"unreadable {what} ({one_line(error)[:160]})", path=path) from None
+
+
+MAX_TABLE_BYTES = 256 << 20
+_DELIMITERS = (",", ";", "\t")
+
+
+def read_table(path: str | Path, *, what: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The column names and rows of a CSV that a user or a spreadsheet wrote (manifests, labels, features).
+
+    One reader for all of them: UTF-8 with or without a byte-order mark, any line ending, quoted cells, and
+    the delimiter of the header line (``,``, or ``;`` and tab as spreadsheets in many locales write them);
+    names and cells stripped. Text that is not UTF-8 is refused (a guessed code page would silently change
+    the paths it names). InvalidInputError naming ``path`` otherwise."""
+    path = Path(path)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidInputError(f"{what} is not a regular file", path=path)
+        if info.st_size > MAX_TABLE_BYTES:
+            raise InvalidInputError(f"{what} is {info.st_size} bytes (at most {MAX_TABLE_BYTES} accepted)", path=path)
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{what} is not UTF-8 text: save it as 'CSV UTF-8'", path=path) from None
+    except OSError as error:
+        raise InvalidInputError(f"cannot read the {what} ({error.strerror or type(error).__name__})", path=path) from None
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = max(_DELIMITERS, key=first.count) if first else ","
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+        columns = [(name or "").strip() for name in reader.fieldnames or []]
+        rows = [{(k or "").strip(): (v or "").strip() if isinstance(v, str) else "" for k, v in row.items()}
+                for row in reader]
+    except csv.Error as error:
+        raise InvalidInputError(f"unreadable {what} ({one_line(error)[:160]})", path=path) from None
+    return columns, rows

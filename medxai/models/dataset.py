@@ -7,7 +7,6 @@ was cut from) keeps every group on one side of the train/validation split.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from medxai.errors import ConfigError, InvalidInputError
+from medxai.io.data_files import read_table
 from medxai.io.naming import case_id_from_path, safe_case_id
 from medxai.models.preprocessing import Preprocessor
 
@@ -71,12 +71,8 @@ def split_channels(text: str, base: Path) -> tuple[Path, ...]:
 def read_labels(data: str | Path) -> LabelledSet:
     """Parse ``labels.csv``; every row needs an existing image and a label, channel counts must agree."""
     csv_path = resolve_labels_csv(data)
-    try:
-        with open(csv_path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise InvalidInputError(f"unreadable CSV ({error})", path=csv_path) from None
-    if not rows or not {"image", "label"} <= set(rows[0]):
+    columns, rows = read_table(csv_path, what="labels CSV")
+    if not rows or not {"image", "label"} <= set(columns):
         raise InvalidInputError("needs columns case_id,image,mask,label and at least one row", path=csv_path)
     cases: list[LabelledCase] = []
     for number, row in enumerate(rows, start=2):

@@ -102,16 +102,23 @@ def versions() -> dict[str, str]:
     }
 
 
-@contextlib.contextmanager
-def staged_directory(path: str | Path) -> Iterator[Path]:
-    """Build a directory in a hidden sibling, then swap it into place; on error nothing is left behind.
-
-    An existing ``path`` is replaced only when it is empty or a model directory (never another folder)."""
+def check_model_destination(path: str | Path) -> Path:
+    """``path`` may receive a model directory: absent, empty or a model directory (ConfigError otherwise).
+    Called before training, so a wrong ``-o`` costs nothing."""
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise ConfigError("exists and is not a folder", path=target)
     if target.is_dir() and any(target.iterdir()) and not (target / MODEL_JSON).is_file():
         raise ConfigError(f"exists, is not empty and holds no {MODEL_JSON}; refusing to overwrite it", path=target)
+    return target
+
+
+@contextlib.contextmanager
+def staged_directory(path: str | Path) -> Iterator[Path]:
+    """Build a directory in a hidden sibling, then swap it into place; on error nothing is left behind.
+
+    An existing ``path`` is replaced only when it is empty or a model directory (never another folder)."""
+    target = check_model_destination(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     umask = os.umask(0)

@@ -25,7 +25,7 @@ from torch import nn
 from medxai.errors import ConfigError, MedxaiError
 from medxai.models.dataset import data_sha256, prepare_cases, read_labels, stratified_split
 from medxai.models.evaluation import classification_metrics
-from medxai.models.model_dir import resolve_device, save_model_dir
+from medxai.models.model_dir import check_model_destination, resolve_device, save_model_dir
 from medxai.models.preprocessing import PreprocessingConfig, Preprocessor, parse_intensity
 from medxai.models.registry import build_network, get_architecture
 from medxai.models.selection import AUC_TIE, CheckpointSelector
@@ -141,6 +141,7 @@ def train_model(
 
     Returns a summary: best epoch, validation AUC/F1/accuracy/confusion matrix, split sizes, wall time."""
     started = time.perf_counter()
+    check_model_destination(out_dir)
     spec = get_architecture(arch)
     if spec.task != task:
         raise ConfigError(f"architecture {arch!r} is for task {spec.task!r}, not {task!r}")

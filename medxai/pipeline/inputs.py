@@ -15,12 +15,12 @@ manifest's own ``case_id`` is kept (made safe) and may not repeat.
 """
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medxai.errors import InvalidInputError
+from medxai.io.data_files import read_table
 from medxai.io.naming import input_label, safe_case_id, unique_case_ids
 
 SCAN_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -85,13 +85,7 @@ def discover_cases(source: str | Path) -> list[Case]:
 
 def cases_from_csv(path: Path) -> list[_Named]:
     """Rows of a ``case_id,image[,mask][,label]`` CSV; relative paths are relative to the CSV."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in reader.fieldnames or []]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise InvalidInputError(f"cannot read the CSV manifest ({error})", path=path) from None
+    columns, rows = read_table(path, what="CSV manifest")
     if "image" not in columns:
         raise InvalidInputError(f"CSV manifest needs an 'image' column (found: {', '.join(columns) or 'none'})", path=path)
     cases, lines = [], {}

@@ -1,7 +1,6 @@
 """Radiomics cases: what locates the lesion (mask, voxel box, mm box or seed), manifests, and regions."""
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from medxai.errors import ConfigError, InvalidInputError
+from medxai.io.data_files import read_table
 from medxai.io.naming import case_id_from_path, input_label, record_case_input, safe_case_id, unique_case_ids
 from medxai.io.nifti import write_nifti
 from medxai.io.readers import read_mask, read_volume
@@ -155,11 +155,9 @@ def read_manifest(path: str | Path) -> list[CaseSpec]:
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError("no such manifest file", path=path)
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "image" not in reader.fieldnames:
-            raise InvalidInputError("manifest needs an 'image' column (and mask, bbox, bbox_mm or seed_mm + radius_mm)", path=path)
-        rows = list(reader)
+    columns, rows = read_table(path, what="manifest")
+    if "image" not in columns:
+        raise InvalidInputError("manifest needs an 'image' column (and mask, bbox, bbox_mm or seed_mm + radius_mm)", path=path)
     if not rows:
         raise InvalidInputError("manifest lists no cases", path=path)
     base, cases, fixed, seen, skipped = path.parent, [], [], {}, []

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from medxai.errors import ConfigError, InvalidInputError
+from medxai.io.data_files import read_table
 from medxai.io.atomic import atomic_path, write_text_atomic
 from medxai.radiomics.extract import LEADING_COLUMNS
 
@@ -83,11 +84,10 @@ def read_labels(path: str | Path, *, positive: str | None = None) -> tuple[dict[
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError("no such labels file", path=path)
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not {"case_id", "label"} <= set(reader.fieldnames or []):
-            raise InvalidInputError("labels file needs columns case_id and label", path=path)
-        labels = {row["case_id"].strip(): row["label"].strip() for row in reader if row["label"] and row["label"].strip()}
+    columns, rows = read_table(path, what="labels file")
+    if not {"case_id", "label"} <= set(columns):
+        raise InvalidInputError("labels file needs columns case_id and label", path=path)
+    labels = {row["case_id"]: row["label"] for row in rows if row["label"]}
     classes = sorted(set(labels.values()))
     if len(classes) != 2:
         raise InvalidInputError(f"the study needs exactly two classes, found {len(classes)}: {classes[:5]}", path=path)
