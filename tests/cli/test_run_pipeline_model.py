@@ -117,7 +117,7 @@ def done_rows(out: Path) -> int:
         return 0
 
 
-@pytest.mark.slow  # three runs, each spawning a worker that imports torch: ~30 s of CPU
+# In the default run (issue 24: kill -9 + --resume and two runs on one OUT stay tested): ~30 s of CPU.
 def test_killed_run_resumes_to_the_same_outputs_and_a_second_run_is_locked_out(workspace, cli):
     pipeline, cohort = workspace / "pipeline.yaml", workspace / "cohort"
     reference = workspace / "uninterrupted"
