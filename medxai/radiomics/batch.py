@@ -23,14 +23,12 @@ from typing import Callable, Sequence
 from medxai.errors import BatchIncompleteError, MedxaiError
 from medxai.io.atomic import OutputError, atomic_path
 from medxai.io.naming import check_case_folder
-from medxai.radiomics.cases import CaseSpec, ExtractionOptions, case_regions, saved_masks_complete
-from medxai.radiomics.extract import LEADING_COLUMNS, extract_features
+from medxai.radiomics.cases import CaseSpec, ExtractionOptions, case_regions, lesion_columns, saved_masks_complete
+from medxai.radiomics.extract import LEADING_COLUMNS, SOURCE_COLUMNS, extract_features
 from medxai.radiomics.params import load_extractor, params_path
+from medxai.radiomics.segmenters import PRIOR_BETA
 
 ProgressCallback = Callable[[str, int, int], None]
-# The input files of each row, right after the leading columns (PyRadiomics' own batch output carries its
-# input CSV's Image and Mask columns the same way).
-SOURCE_COLUMNS = ("image", "mask")
 
 
 @dataclass
@@ -69,6 +67,7 @@ def _versions() -> dict[str, str]:
 def _fingerprint(case: CaseSpec, options: ExtractionOptions) -> str:
     settings = asdict(replace(options, save_masks=None))
     settings["params_text"] = params_path(options.params).read_text(encoding="utf-8")
+    settings["box_prior_beta"] = PRIOR_BETA  # the box segmenters' prior (parts made without it are not reused)
     files = {name: _file_stamp(getattr(case, name)) for name in ("image", "mask", "tissue_mask")}
     payload = json.dumps({"case": asdict(case), "files": files, "options": settings, "versions": _versions()},
                          sort_keys=True, default=str)
@@ -91,10 +90,11 @@ def _write_rows(rows: Sequence[dict[str, object]], path: Path, columns: Sequence
 
 def process_case(case: CaseSpec, options: ExtractionOptions) -> list[dict[str, object]]:
     """Read one case, build its regions (saving them when asked) and extract their features."""
-    image, regions = case_regions(case, options)
+    image, regions, lesion = case_regions(case, options)
     rows = extract_features(image, regions, case_id=case.case_id, params=options.params, diagnostics=options.diagnostics,
                             modality=options.modality)
-    return [{**row, "image": case.source, "mask": case.mask_source} for row in rows]
+    source = {"image": case.source, "mask": case.mask_source, **lesion_columns(lesion)}
+    return [{**row, **source} for row in rows]
 
 
 def _run_case(case: CaseSpec, options: ExtractionOptions, part: Path) -> str | None:

@@ -100,7 +100,7 @@ def lesion_mask(case: CaseSpec, image: Volume, options: ExtractionOptions) -> Vo
     else:
         assert case.seed_mm is not None and case.radius_mm is not None
         box = box_from_seed(case.seed_mm, case.radius_mm, image)
-    return segment_in_box(image, box, method=options.segmenter, seed=options.seed)
+    return segment_in_box(image, box, method=options.segmenter, seed=options.seed, case_id=case.case_id)
 
 
 def region_keys(options: ExtractionOptions) -> list[str]:
@@ -126,8 +126,20 @@ def save_regions(image: Volume, regions: list[Region], folder: Path) -> None:
         write_nifti(image.with_data(region.on_grid().astype(np.uint8)), folder / f"{region.key}.nii.gz")
 
 
-def case_regions(case: CaseSpec, options: ExtractionOptions) -> tuple[Volume, list[Region]]:
-    """Read the case's image, find its lesion and build its regions (saved when ``save_masks`` is set)."""
+def lesion_columns(lesion: Volume) -> dict[str, object]:
+    """How the lesion was found, for features.csv: ``mask``, or the box segmenter with the share of the box
+    its lesion fills and whether that is most of the box (then the box, not a lesion, was measured)."""
+    meta = lesion.metadata
+    if "box_fraction" not in meta:
+        return {"lesion_from": "mask", "lesion_box_fraction": "", "lesion_fills_box": ""}
+    prior = "+box prior" if meta.get("box_prior") else ""
+    return {"lesion_from": f"{meta.get('segmenter', 'box')}{prior}", "lesion_box_fraction": meta["box_fraction"],
+            "lesion_fills_box": "true" if meta["fills_box"] else "false"}
+
+
+def case_regions(case: CaseSpec, options: ExtractionOptions) -> tuple[Volume, list[Region], Volume]:
+    """Read the case's image, find its lesion and build its regions (saved when ``save_masks`` is set);
+    returns the image, the regions and the lesion mask."""
     image = read_volume(case.image)
     lesion = lesion_mask(case, image, options)
     tissue = None
@@ -140,7 +152,7 @@ def case_regions(case: CaseSpec, options: ExtractionOptions) -> tuple[Volume, li
         folder = Path(options.save_masks) / case.case_id
         record_case_input(folder, case.case_id, case.source)
         save_regions(image, regions, folder)
-    return image, regions
+    return image, regions, lesion
 
 
 def _optional_path(value: str | None, base: Path) -> Path | None:

@@ -37,6 +37,10 @@ from medxai.radiomics.shells import Crop, Region
 from medxai.volume import Volume
 
 LEADING_COLUMNS = ("case_id", "region", "distance_mm")
+# Where each row came from, right after the leading columns (PyRadiomics' own batch output carries its input
+# CSV's Image and Mask columns the same way): the input files, how the lesion was found (a given mask, or a box
+# segmenter and the share of its box the lesion fills, flagged when it fills most of it). Not features.
+SOURCE_COLUMNS = ("image", "mask", "lesion_from", "lesion_box_fraction", "lesion_fills_box")
 MIN_ROI_VOXELS = 8  # below this after resampling a region is degenerate for any texture or shape feature
 MAX_GRID_VOXELS = 1024**3  # a resampled box beyond this (4 GiB in float32) means a spacing the settings were not meant for
 MIN_GREY_LEVELS = 8

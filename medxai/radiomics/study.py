@@ -25,7 +25,7 @@ import numpy as np
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.data_files import read_table
 from medxai.io.atomic import atomic_path, write_text_atomic
-from medxai.radiomics.extract import LEADING_COLUMNS
+from medxai.radiomics.extract import LEADING_COLUMNS, SOURCE_COLUMNS
 
 CLASSIFIERS = ("rf", "lr", "knn")
 _POSITIVE_NAMES = ("malignant", "lesion", "positive", "1", "true", "yes", "abnormal")
@@ -63,7 +63,7 @@ def read_features(path: str | Path) -> list[Setting]:
         header = reader.fieldnames or []
         if not set(LEADING_COLUMNS) <= set(header):
             raise InvalidInputError(f"not a radiomics features table (needs columns {', '.join(LEADING_COLUMNS)})", path=path)
-        names = [c for c in header if c not in LEADING_COLUMNS and not c.startswith("diagnostics_")]
+        names = [c for c in header if c not in (*LEADING_COLUMNS, *SOURCE_COLUMNS) and not c.startswith("diagnostics_")]
         groups: dict[tuple[str, float], dict[str, list[float]]] = defaultdict(dict)
         for row in reader:
             key = (row["region"], _cell(row["distance_mm"]))

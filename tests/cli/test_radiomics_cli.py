@@ -98,6 +98,10 @@ def test_extract_bbox_with_segmenter_and_empty_shell_row(cli, tmp_path: Path, pa
     assert float(rows[0]["original_shape_VoxelVolume"]) == pytest.approx(truth, rel=0.2)
     assert rows[1]["region"] == "shell" and math.isnan(float(rows[1]["original_firstorder_Mean"]))  # clipped away
     assert "empty" in result.stderr
+    box_voxels = 21 * 21 * 11  # how the lesion was found, on every row: the segmenter, its prior, its share of the box
+    lesion_voxels = float(rows[0]["original_shape_VoxelVolume"]) / (0.9 * 0.9 * 2.5)
+    assert {(r["lesion_from"], r["lesion_fills_box"]) for r in rows} == {("gmm+box prior", "false")}
+    assert float(rows[0]["lesion_box_fraction"]) == pytest.approx(lesion_voxels / box_voxels, abs=1e-3)
 
 
 def test_manifest_two_workers_and_resume(cli, tmp_path: Path, params: Path) -> None:

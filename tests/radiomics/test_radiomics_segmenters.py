@@ -1,13 +1,13 @@
 """Box / seed segmenters: synthetic lesions, box geometry, and Dice against real sarcoma GTVs.
 
-Measured Dice (box = GTV bounding box + 10 mm, CT, seed 0):
-    STS_001  otsu 0.376  fcm 0.376  gmm 0.375  kmeans 0.376  knn 0.658
-    STS_002  otsu 0.291  fcm 0.291  gmm 0.300  kmeans 0.291  knn 0.845
-    STS_003  otsu 0.299  fcm 0.538  gmm 0.298  kmeans 0.299  knn 0.692
-Intensity-only two-class methods split fat from soft tissue, and a sarcoma has muscle's HU, so they
-take the muscle in the box too; the border-vs-core k-NN is the one that works on these cases, and the
-only one given a lower bound here. (On the lung nodule lung1, a box of GTV + 5 mm: otsu 0.80,
-fcm 0.80, kmeans 0.80, gmm 0.60, knn 0.83.)
+Measured Dice (box = GTV bounding box + 10 mm, CT, seed 0; benchmarks/box_segmenters.py), plain -> with
+the box prior (the default, random-walker beta 30000):
+    STS_001  otsu 0.38 -> 0.76  fcm 0.38 -> 0.76  gmm 0.38 -> 0.76  kmeans 0.38 -> 0.76  knn 0.66 -> 0.72
+    STS_002  otsu 0.29 -> 0.84  fcm 0.29 -> 0.84  gmm 0.30 -> 0.84  kmeans 0.29 -> 0.84  knn 0.85 -> 0.89
+    STS_003  otsu 0.30 -> 0.87  fcm 0.54 -> 0.87  gmm 0.30 -> 0.87  kmeans 0.30 -> 0.87  knn 0.69 -> 0.88
+Plain two-class methods split fat from soft tissue, and a sarcoma has muscle's HU, so they take the muscle
+in the box too (84-96 % of the box, flagged); the prior cuts the soft-tissue class between the box core and
+the box border. The phantom tests of the prior itself are in test_box_prior.py.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from medxai.radiomics.segmenters import CLUSTERING, SEGMENTERS, segment_in_box
 from medxai.volume import Volume
 
 KNN_MIN_DICE = {"STS_001": 0.6, "STS_002": 0.75, "STS_003": 0.6}
+PRIOR_MIN_DICE = {"STS_001": 0.72, "STS_002": 0.8, "STS_003": 0.82}  # clustering + prior, measured 0.76 / 0.84 / 0.87
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -141,7 +142,7 @@ def test_knn_dice_on_sarcoma_ct(test_data: Path) -> None:
 def test_dice_on_sarcoma_ct_all_methods(test_data: Path, case: str) -> None:
     scores = {method: _sts_dice(test_data, case, method) for method in SEGMENTERS}
     assert scores["knn"] >= KNN_MIN_DICE[case]
-    assert all(0.2 <= score <= 1.0 for score in scores.values()), scores  # the others run and overlap the GTV
+    assert all(scores[method] >= PRIOR_MIN_DICE[case] for method in CLUSTERING), scores  # plain: 0.29-0.54
 
 
 def test_boxes_reaching_beyond_the_image(caplog: pytest.LogCaptureFixture) -> None:

@@ -187,3 +187,16 @@ def test_settings_without_varying_features_are_skipped(tmp_path: Path, caplog: p
     only_empty.write_text("case_id,region,distance_mm,original_firstorder_Mean\n" + "".join(f"c{i},shell,3,nan\n" for i in range(16)))
     with pytest.raises(InvalidInputError, match="varies"):
         run_study(only_empty, labels, tmp_path / "out2", classifiers=["lr"], folds=4, repeats=1)
+
+
+def test_row_source_columns_are_never_features(tmp_path: Path) -> None:
+    """features.csv's image/mask/lesion_* columns say where a row came from: a box fraction that tracks the label
+    must not enter the study as a feature."""
+    from medxai.radiomics.study import read_features
+
+    path = tmp_path / "features.csv"
+    lines = ["case_id,region,distance_mm,image,mask,lesion_from,lesion_box_fraction,lesion_fills_box,original_firstorder_Mean"]
+    lines += [f"c{i},lesion,0,/x/c{i}.nii.gz,,otsu+box prior,{0.1 + i / 100},false,{i * 1.5}" for i in range(6)]
+    path.write_text("\n".join(lines) + "\n")
+    [setting] = read_features(path)
+    assert setting.features == ["original_firstorder_Mean"]

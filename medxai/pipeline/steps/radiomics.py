@@ -38,9 +38,8 @@ def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
 
 
 def run(context: CaseContext) -> None:
-    from medxai.radiomics.batch import SOURCE_COLUMNS
-    from medxai.radiomics.cases import save_regions
-    from medxai.radiomics.extract import LEADING_COLUMNS, extract_features
+    from medxai.radiomics.cases import lesion_columns, save_regions
+    from medxai.radiomics.extract import LEADING_COLUMNS, SOURCE_COLUMNS, extract_features
     from medxai.radiomics.shells import peritumoral_regions, shell_crop
     from medxai.radiomics.tissue import tissue_mask
 
@@ -57,7 +56,8 @@ def run(context: CaseContext) -> None:
         save_regions(context.scan, regions, context.case_dir / "regions")
     rows = extract_features(context.scan, regions, case_id=context.case.case_id, params=settings["params"])
     mask = str(context.case.mask) if settings["mask"] == "input" else "mask.nii.gz (segment stage)"
-    rows = [{**row, "image": context.case.source, "mask": mask} for row in rows]
+    source = {"image": context.case.source, "mask": mask, **lesion_columns(lesion)}
+    rows = [{**row, **source} for row in rows]
     columns: dict[str, None] = dict.fromkeys((*LEADING_COLUMNS, *SOURCE_COLUMNS))
     for row in rows:
         columns.update(dict.fromkeys(row))
