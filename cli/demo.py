@@ -42,3 +42,5 @@ def register(app: typer.Typer) -> None:
             f"model: {metrics['model']} 3D CNN, validation AUC {metrics['val_auc']:.2f} ({metrics['n_val']} cases), "
             f"held-out AUC {metrics['test_auc']:.2f} ({metrics['test_n']} cases); explained: {', '.join(result.explained)}; "
             f"segmentation: {metrics['segmentation']['kind']}", markup=False)
+        for case_id, reason in metrics["segmentation"].get("failed_segmentations") or []:
+            console.stdout.print(f"segmentation FAILED for {case_id}: {reason} (no lesion volume is reported)", markup=False)

@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         target: str = typer.Option("predicted", "--target", help="'predicted' or a class name."),
         seed: int = typer.Option(0, "--seed", help="Seed of every random perturbation and randomisation."),
         tolerance_mm: float = typer.Option(0.0, "--tolerance-mm", min=0.0, help="Pointing-game tolerance in mm."),
-        sanity_threshold: float = typer.Option(0.5, "--sanity-threshold", help="Fail when |map| Spearman inside the body after full randomisation >= this."),
+        sanity_threshold: float = typer.Option(0.5, "--sanity-threshold", help="Fail when the top-5% regions of the map and of the fully randomised model's map overlap (Dice) >= this."),
         sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="Compute max-sensitivity (explains perturbed copies)."),
         sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the model-randomisation sanity check."),
         device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),

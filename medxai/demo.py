@@ -46,6 +46,7 @@ class DemoSettings:
     explain_cases: int = 3
     methods: tuple[str, ...] = ("smoothgrad", "integrated_gradients", "gradcam", "occlusion")
     segment_method: str = "smoothgrad"
+    sweep_cases: int = 4  # training lesion cases the segmentation threshold is chosen on
     radiomics_cases: int = 3
     expansions_mm: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
     score_light: bool = False
@@ -54,7 +55,8 @@ class DemoSettings:
     def quick(cls, *, seed: int = 0, cases: int | None = None) -> "DemoSettings":
         """Tiny sizes for a smoke run: every step and every output, in seconds rather than minutes."""
         return cls(cases=cases or 12, size=24, model_size=24, arch="tiny", seed=seed, epochs=1, explain_cases=1,
-                   methods=("smoothgrad", "gradcam"), radiomics_cases=1, expansions_mm=(0.0, 2.0, 4.0), score_light=True)
+                   methods=("smoothgrad", "gradcam"), radiomics_cases=1, expansions_mm=(0.0, 2.0, 4.0), score_light=True,
+                   sweep_cases=2)
 
     def __post_init__(self) -> None:
         if self.cases < 8:
@@ -173,7 +175,7 @@ def run_demo(out_dir: str | Path, *, settings: DemoSettings, progress: ProgressC
     result.outputs["explanation scores"] = out / "scores.csv"
     clock = _timed(result, "scores", clock, progress)
     result.metrics["segmentation"] = segment_cases(model_dir, chosen, out / "segmentation", settings=settings,
-                                                   progress=progress)
+                                                   progress=progress, validation=_read_rows(train_csv))
     result.outputs["weakly-supervised masks"] = out / "segmentation"
     clock = _timed(result, "segmentation", clock, progress)
     radiomics_cases(chosen[: settings.radiomics_cases], out / "radiomics", settings=settings, progress=progress)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -85,7 +86,7 @@ def score_cases(model_dir: Path, rows: Sequence[Mapping[str, str]], out: Path, *
     """Faithfulness, robustness, sanity and localisation (against the phantom lesion mask) per case x method:
     ``out/<case_id>/scores.csv`` and ``<demo>/scores.csv``; returns the rows as written."""
     from medxai.metrics.model_grid import ScoreSettings
-    from medxai.metrics.scoring import score_case, write_scores_csv
+    from medxai.metrics.scoring import score_case, score_columns, write_scores_csv
     from medxai.models.model_dir import load_model
 
     model = load_model(model_dir, device="cpu")
@@ -93,7 +94,7 @@ def score_cases(model_dir: Path, rows: Sequence[Mapping[str, str]], out: Path, *
     light = dict(n_infidelity=2, n_sensitivity=1, sanity_steps=1, deletion_steps=4) if settings.score_light else \
         dict(n_infidelity=8, n_sensitivity=2, sanity_steps=2, deletion_steps=8)
     score_settings = ScoreSettings(**light)  # type: ignore[arg-type]
-    columns = score_settings.columns(with_mask=True)
+    columns = score_columns(score_settings, with_mask=True)
     rows_out: list[dict[str, Any]] = []
     for number, row in enumerate(rows, start=1):
         scored = score_case(model, _data(row, "image", data_dir), methods=list(settings.methods),
@@ -108,19 +109,40 @@ def score_cases(model_dir: Path, rows: Sequence[Mapping[str, str]], out: Path, *
         return [dict(r) for r in csv.DictReader(handle)]
 
 
+# Candidate thresholds for the demo's post-hoc maps: the paper's multi-Otsu offsets assume a GP model's own map
+# and keep the whole volume on an absolute-gradient map (its top Otsu class lies below the offset); the
+# demo's phantom lesions cover 0.1-1 % of the volume, so the top percentiles are candidates too.
+SWEEP_GRID = "multiotsu-offset:0.1,multiotsu-offset:0.2,multiotsu-offset:0.3,percentile:98,percentile:99,percentile:99.5,percentile:99.8"
+
+
 def segment_cases(model_dir: Path, rows: Sequence[Mapping[str, str]], out: Path, *, settings: "DemoSettings",
-                  progress: ProgressCallback | None) -> dict[str, Any]:
-    """Weakly-supervised masks: the classifier's post-hoc heatmap of the predicted class, thresholded
-    (Chatterjee et al.'s multi-Otsu offset rule) on each scan's grid; Dice against the phantom masks."""
-    from medxai.segmentation.segment import SegmentInput, SegmentSettings, segment_scans
+                  progress: ProgressCallback | None, validation: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
+    """Weakly-supervised masks: the classifier's post-hoc heatmap of the predicted class, thresholded on each
+    scan's grid; Dice against the phantom masks. The threshold is chosen by median Dice on ``validation`` rows
+    with masks (training cases, never the explained ones; ``out/threshold_sweep``), else Chatterjee et al.'s
+    multi-Otsu offset rule. A failed segmentation (``status`` failed in its segmentation.json) is listed."""
+    from medxai.segmentation.segment import PAPER_SWEEP, SegmentInput, SegmentSettings, segment_scans
+    from medxai.segmentation.threshold import parse_threshold, parse_threshold_list
 
     data_dir = out.parent / "data"
-    cases = [SegmentInput(row["case_id"], (_data(row, "image", data_dir),), _data(row, "mask", data_dir), row["label"])
-             for row in rows]
+
+    def inputs(chosen: Sequence[Mapping[str, str]]) -> list[SegmentInput]:
+        return [SegmentInput(row["case_id"], (_data(row, "image", data_dir),), _data(row, "mask", data_dir), row["label"])
+                for row in chosen]
+
     segment = SegmentSettings(method=settings.segment_method, seed=settings.seed)
-    summary = segment_scans(model_dir, cases, out, settings=segment, progress=progress)
-    return {"kind": f"post-hoc {settings.segment_method} heatmap of the classifier, thresholded ({segment.rule})",
-            "median_dice": summary.get("median_dice"), "failed_cases": summary["failed"]}
+    chosen_on = "the multi-Otsu offset rule (no validation cases)"
+    sweep_rows = sorted((r for r in validation if r["mask"]), key=lambda r: r["case_id"])[: settings.sweep_cases]
+    if sweep_rows:
+        grid = parse_threshold_list(SWEEP_GRID, paper=PAPER_SWEEP)
+        swept = segment_scans(model_dir, inputs(sweep_rows), out / "threshold_sweep", settings=segment, sweep=grid)
+        segment = replace(segment, rule=parse_threshold(swept["threshold"]))
+        chosen_on = f"chosen by median Dice on {len(sweep_rows)} training cases"
+    summary = segment_scans(model_dir, inputs(rows), out, settings=segment, progress=progress)
+    return {"kind": f"post-hoc {settings.segment_method} heatmap of the classifier, thresholded ({segment.rule}, "
+                    f"{chosen_on})",
+            "median_dice": summary.get("median_dice"), "failed_cases": summary["failed"],
+            "failed_segmentations": summary["failed_segmentations"]}
 
 
 def radiomics_cases(rows: Sequence[Mapping[str, str]], out: Path, *, settings: "DemoSettings",
@@ -165,6 +187,10 @@ def write_reports(out: Path, model_dir: Path, chosen: Sequence[Mapping[str, str]
         f"({metrics['test_n']} cases). Explained and scored: {', '.join(r['case_id'] for r in chosen)}.",
         f"Weakly-supervised masks: {metrics['segmentation']['kind']}. Seed {settings.seed}.",
     ]
+    failed = metrics["segmentation"].get("failed_segmentations") or []
+    if failed:
+        notes.append(f"The weakly-supervised segmentation FAILED in {len(failed)} of {len(chosen)} explained cases "
+                     f"({failed[0][0]}: {failed[0][1]}): no lesion volume is reported for them.")
     summary = write_cohort_summary(Cohort(title=f"medxai demo: {len(cases)} held-out phantoms", cases=cases,
                                           scores=score_rows, notes=notes), out / "summary.pdf")
     written["cohort summary"] = summary

@@ -4,13 +4,16 @@ scan's own grid. One row (a flat dict) per case x method; :func:`write_scores_cs
 Faithfulness: infidelity under Gaussian noise (``infidelity``) and under mm-sized block removal
 (``infidelity_blocks``), max-sensitivity, deletion/insertion areas. Sanity: cascading randomisation.
 Localisation (when a mask is given): pointing game, relevance mass/rank, AUROC, distances in mm and
-peritumoral shell masses. Every metric is one of the plain functions of :mod:`medxai.metrics`.
+peritumoral shell masses. Every metric is one of the plain functions of :mod:`medxai.metrics`. Each row gets
+its verdict (:mod:`medxai.metrics.verdict`) from these scores, the same scores of the map's values shuffled
+(a random map of the same sparsity) and how much denser the map is outside the body than inside it.
 """
 from __future__ import annotations
 
 import csv
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -20,7 +23,7 @@ from torch import nn
 
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.atomic import write_text_atomic
-from medxai.io.naming import case_id_from_path
+from medxai.io.naming import input_label, unique_case_ids
 from medxai.io.readers import read_mask
 from medxai.metrics.localisation import localisation_scores
 from medxai.metrics.model_grid import (
@@ -31,6 +34,8 @@ from medxai.metrics.model_grid import (
     faithfulness_scores,
     sanity_scores,
 )
+from medxai.metrics.sanity import SANITY_EXTRA_COLUMNS, cascade_columns
+from medxai.metrics.verdict import VERDICT_COLUMNS, decide, outside_body
 from medxai.volume import Volume
 
 if TYPE_CHECKING:
@@ -78,8 +83,39 @@ def json_ready(value: Any) -> Any:
     return value
 
 
+BASELINE_COLUMNS = ("infidelity_random", "infidelity_blocks_random", "deletion_auc_random", "outside_body")
+
+
+def score_columns(settings: ScoreSettings, *, with_mask: bool) -> list[str]:
+    """``scores.csv``'s columns: :meth:`ScoreSettings.columns` with the verdict after ``case_id,method`` and the
+    random-map baselines and sanity status before ``target``."""
+    columns = settings.columns(with_mask=with_mask)
+    end = columns.index("target")
+    return [*columns[:2], *VERDICT_COLUMNS, *columns[2:end], *BASELINE_COLUMNS, *SANITY_EXTRA_COLUMNS, *columns[end:]]
+
+
+def shuffled(heatmap: torch.Tensor, seed: int) -> torch.Tensor:
+    """The map's own values at random voxels (seeded): a random attribution of the same sparsity."""
+    generator = torch.Generator().manual_seed(seed)
+    flat = heatmap.reshape(-1)
+    order = torch.randperm(flat.numel(), generator=generator).to(flat.device)
+    return flat[order].reshape(heatmap.shape)
+
+
+def random_baseline(case: ModelGridCase, heatmap: torch.Tensor, explain: Explainer, *, method: str,
+                    settings: ScoreSettings, seed: int) -> dict[str, float]:
+    """Infidelity and deletion area of the shuffled map, with the same seeded perturbations as the map's own
+    (forward passes only: no explanation is recomputed)."""
+    cheap = replace(settings, sensitivity=False)
+    scores = faithfulness_scores(case, shuffled(heatmap, seed), explain, method=method, settings=cheap, seed=seed)
+    return {"infidelity_random": scores["infidelity"], "infidelity_blocks_random": scores["infidelity_blocks"],
+            "deletion_auc_random": scores["deletion_auc"]}
+
+
 def write_scores_csv(rows: Sequence[dict[str, Any]], path: str | Path, *, columns: Sequence[str]) -> Path:
-    """Write ``scores.csv`` atomically."""
+    """Write ``scores.csv`` atomically; rows that record their ``input`` (the scan path) get it as the last column."""
+    if any("input" in row for row in rows) and "input" not in columns:
+        columns = [*columns, "input"]
     write_text_atomic(path, scores_csv(rows, columns))
     return Path(path)
 
@@ -164,7 +200,8 @@ def score_explanation(
     for done, name in enumerate(methods):
         row: dict[str, Any] = {"case_id": explanation.case_id, "method": name, "target": target}
         if name in explanation.failed:
-            rows.append({**row, "error": explanation.failed[name]})
+            row["error"] = explanation.failed[name]
+            rows.append({**row, **decide(row).as_columns()})
             continue
         explain = method_explainer(name, case.network, seed=seed, spacing=case.spacing, index=case.class_index,
                                    options=options[name])
@@ -173,10 +210,14 @@ def score_explanation(
         else:  # explain_case sums channels; the model-grid metrics need the per-channel map
             heatmap = explain(case.network, case.inputs)
         row.update(faithfulness_scores(case, heatmap, explain, method=name, settings=settings, seed=seed))
+        row.update(random_baseline(case, heatmap, explain, method=name, settings=settings, seed=seed))
+        row["outside_body"] = outside_body(heatmap, case.inputs)
         row.update(sanity_scores(case, explain, settings=settings, seed=seed) if settings.sanity else empty_sanity())
+        row.update(cascade_columns(row.get("sanity_cascade")))
         if mask is not None:
             row.update(localisation_scores(explanation.heatmaps[name], mask, tolerance_mm=settings.tolerance_mm,
                                            shell_edges_mm=settings.shells_mm))
+        row.update(decide(row).as_columns())
         rows.append(row)
         if progress is not None:
             progress("Scoring methods", done + 1, len(methods))
@@ -242,11 +283,11 @@ def score_cases(
         raise ConfigError(f"give one mask per scan or none: {len(masks)} masks for {len(scans)} scans")
     rows: list[dict[str, Any]] = []
     failures: list[tuple[str, InvalidInputError]] = []
-    for done, scan in enumerate(scans):
-        case_id = case_id_from_path(scan)
+    for done, (scan, case_id) in enumerate(zip(scans, unique_case_ids(scans))):
         try:
-            rows += score_case(model, scan, methods=methods, mask=masks[done] if masks else None, seed=seed,
-                               target=target, settings=settings, case_id=case_id)
+            rows += [{**row, "input": input_label([scan])} for row in score_case(
+                model, scan, methods=methods, mask=masks[done] if masks else None, seed=seed, target=target,
+                settings=settings, case_id=case_id)]
         except InvalidInputError as error:
             failures.append((case_id, error))
         if progress is not None:

@@ -19,7 +19,8 @@ from medxai.errors import InvalidInputError
 from medxai.report import layout
 from medxai.report.figures import bar_counts, box_plots
 from medxai.report.layout import Styles, text
-from medxai.report.verdicts import flag, number
+from medxai.metrics.verdict import VERDICTS
+from medxai.report.verdicts import number, row_verdict
 
 BOX_METRICS = ("infidelity", "max_sensitivity", "sanity_spearman", "mass_in_mask", "auroc", "com_distance_mm")
 MAX_FAILURES_LISTED = 8
@@ -107,19 +108,17 @@ def _score_values(scores: Sequence[Mapping[str, str]]) -> dict[str, dict[str, li
     return values
 
 
-def _sanity_table(scores: Sequence[Mapping[str, str]], styles: Styles) -> Table | None:
-    by_method: dict[str, list[bool]] = {}
+def _verdict_table(scores: Sequence[Mapping[str, str]], styles: Styles) -> Table | None:
+    """Per method: how many of its cases got each verdict (:func:`medxai.report.verdicts.row_verdict`)."""
+    by_method: dict[str, Counter[str]] = {}
     for row in scores:
-        passed = flag(row, "sanity_pass")
-        if passed is not None:
-            by_method.setdefault(row.get("method", "?"), []).append(passed)
+        by_method.setdefault(row.get("method", "?"), Counter())[row_verdict(row).label] += 1
     if not by_method:
         return None
-    rows = [["method", "sanity check passed", "verdict"]]
-    for method, results in by_method.items():
-        share = sum(results) / len(results)
-        verdict = "usable" if share == 1 else "do not rely on it" if share == 0 else "unreliable on some cases"
-        rows.append([method, f"{sum(results)} of {len(results)} cases", verdict])
+    rows = [["method", *VERDICTS]]
+    for method, counts in by_method.items():
+        total = sum(counts.values())
+        rows.append([method, *(f"{counts.get(verdict, 0)} of {total}" for verdict in VERDICTS)])
     return layout.grid_table(rows, styles=styles)
 
 
@@ -162,9 +161,9 @@ def cohort_story(cohort: Cohort, *, size: tuple[float, float]) -> list[Flowable]
     width = layout.frame_width(size)
     left: list[Flowable] = [Paragraph("Cases", styles.heading), _status_table(cohort, styles), Spacer(1, 4),
                             *_prediction_rows(cohort, styles)]
-    sanity = _sanity_table(cohort.scores, styles)
-    right: list[Flowable] = [Paragraph("Sanity check per method", styles.heading),
-                             sanity if sanity is not None else Paragraph("No sanity results.", styles.body)]
+    verdicts = _verdict_table(cohort.scores, styles)
+    right: list[Flowable] = [Paragraph("Can the explanations be trusted? Verdicts per method", styles.heading),
+                             verdicts if verdicts is not None else Paragraph("No explanation scores.", styles.body)]
     columns = Table([[left, right]], colWidths=[0.45 * width, 0.55 * width], hAlign="LEFT")
     columns.setStyle(TableStyle([layout.FONT_COMMAND, ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
     content: list[Flowable] = [

@@ -8,12 +8,12 @@ Sources, all optional except the heatmaps' scan: ``explanations.json`` + ``<meth
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from medxai.errors import InvalidInputError, UsageError
+from medxai.io.data_files import read_data_file
 from medxai.io.readers import read_mask, read_volume
 from medxai.report.provenance import MODEL_JSON, ModelSummary, read_model_summary, scan_metadata
 from medxai.volume import Volume
@@ -77,10 +77,7 @@ class CaseResults:
 
 
 def _json(path: Path) -> dict[str, Any]:
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidInputError(f"unreadable JSON ({error})", path=path) from None
+    payload = read_data_file(path, what="JSON record")
     if not isinstance(payload, dict):
         raise InvalidInputError("expected a JSON object", path=path)
     return payload

@@ -25,8 +25,8 @@ from medxai.report.views import Reorientation, mask_centre, obliquity_note, peak
 
 DEFAULT_PERCENTILE = 95.0
 MIP_PERCENTILE = 90.0
-SCORE_COLUMNS = (("sanity_pass", "sanity passed"), ("infidelity", "infidelity ↓"), ("max_sensitivity", "max-sens. ↓"),
-                 ("deletion_auc", "deletion AUC ↓"))
+SCORE_COLUMNS = (("verdict", "verdict"), ("sanity_status", "randomisation"), ("infidelity", "infidelity ↓"),
+                 ("max_sensitivity", "max-sens. ↓"), ("deletion_auc", "deletion AUC ↓"))
 MASK_COLUMNS = (("pointing_game", "peak in lesion"), ("mass_in_mask", "mass in lesion"), ("auroc", "AUROC"))
 SIGN_WORDS = {"positive": "positive map (larger = more important)",
               "signed": "signed map (red raises the class score, blue lowers it)"}
@@ -87,9 +87,12 @@ def _scores(results: CaseResults, styles: Styles, width: float) -> list[Flowable
     table = [["method", *(label for _, label in columns)]]
     table += [[r["method"], *(short_cell(r, key) for key, _ in columns)] for r in rows]
     story.append(layout.grid_table(table, styles=styles))
-    story.append(Paragraph("Faithfulness: infidelity (Yeh et al. 2019) and deletion AUC, lower is better. Robustness: "
-                           "max-sensitivity, lower is better. Sanity: model-randomisation check (Adebayo et al. 2018)."
-                           + (" Localisation against the reference lesion mask." if with_mask else ""), styles.small))
+    story.append(Paragraph("Verdict: trusted, caution, do-not-use or inconclusive, from the evidence below (the "
+                           "rules: docs/verdicts.md). Faithfulness: infidelity (Yeh et al. 2019) and deletion AUC, lower "
+                           "is better, each compared with a random map of the same values. Robustness: max-sensitivity, "
+                           "lower is better. Randomisation: does the map's top-5 % region survive the randomisation of "
+                           "the model's weights (Adebayo et al. 2018, repaired)." + (" Localisation against the reference lesion mask." if with_mask else ""),
+                           styles.small))
     for method, sentences in method_sentences(rows).items():
         story.append(Paragraph(f"<b>{text(method)}</b>: " + " ".join(text(s) for s in sentences), styles.body))
     return story
@@ -146,9 +149,15 @@ def _segmentation(results: CaseResults, reorientation: Reorientation, styles: St
     record = segmentation.record
     volume = segmentation.volume_ml
     method = record.get("method", "?")
-    summary = (f"Weakly-supervised lesion mask from the {text(method)} heatmap of class {text(record.get('target', '?'))}, "
-               f"threshold {text(record.get('threshold', {}).get('rule', '?'))}: "
-               + (f"<b>volume {volume:.2f} mL</b>." if volume is not None else "volume not recorded."))
+    source = (f"Weakly-supervised lesion mask from the {text(method)} heatmap of class {text(record.get('target', '?'))}, "
+              f"threshold {text(record.get('threshold', {}).get('rule', '?'))}")
+    if record.get("status") == "failed":
+        reason = record.get("reason") or "no reason recorded"
+        return [CondPageBreak(layout.frame_height(size) * 0.3), Paragraph("Weakly-supervised segmentation", styles.heading),
+                layout.boxed([Paragraph(f"<b>The segmentation FAILED</b>: {text(reason)}. No lesion volume is reported "
+                                        f"and no mask is drawn. ({source}.)", styles.warning)],
+                             width=layout.frame_width(size), border="#9b1c1c", fill="#fdecec")]
+    summary = source + ": " + (f"<b>volume {volume:.2f} mL</b>." if volume is not None else "volume not recorded.")
     if record.get("empty_reason"):
         summary += f" The mask is empty: {text(record['empty_reason'])}."
     scores = record.get("scores") or {}

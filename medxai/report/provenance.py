@@ -6,12 +6,12 @@ ID are read from the scan's DICOM header only when the caller asks for identifie
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from medxai.errors import InvalidInputError
+from medxai.io.data_files import read_data_file
 from medxai.volume import Volume
 
 MODEL_JSON = "medxai-model.json"
@@ -54,10 +54,7 @@ class ModelSummary:
 def read_model_summary(folder: Path) -> ModelSummary:
     """The summary of a medxai model folder (reads ``medxai-model.json``; the weights are not loaded)."""
     path = folder / MODEL_JSON
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidInputError(f"unreadable model description ({error})", path=path) from None
+    info = read_data_file(path, what="model description")
     if not isinstance(info, dict) or "arch" not in info or "weights" not in info:
         raise InvalidInputError("not a medxai model description (no arch/weights)", path=path)
     return ModelSummary(
@@ -76,10 +73,7 @@ def _sidecar(source: Path | None) -> dict[str, Any]:
         if name.lower().endswith(suffix):
             candidate = source.with_name(name[: -len(suffix)] + ".json")
             if candidate.is_file():
-                try:
-                    payload = json.loads(candidate.read_text(encoding="utf-8"))
-                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-                    raise InvalidInputError(f"unreadable sidecar ({error})", path=candidate) from None
+                payload = read_data_file(candidate, what="sidecar")
                 return payload if isinstance(payload, dict) else {}
     return {}
 

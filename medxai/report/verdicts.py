@@ -1,43 +1,58 @@
 """Plain-language readings of the explanation scores of one case (``scores.csv`` rows, one per method).
 
-Faithfulness and robustness numbers have no absolute scale across models, so each method is ranked among
-the methods of the same case (infidelity, Yeh et al. 2019; max-sensitivity, lower is better). The sanity
-verdict is the model-randomisation check of Adebayo et al. 2018: a map that barely changes when the weights
-are randomised does not explain the model.
+Each map's verdict (``trusted``, ``caution``, ``do-not-use``, ``inconclusive``) and its reason come from
+:mod:`medxai.metrics.verdict`: the ``verdict`` columns when the scores carry them, else the same rules applied
+to the row. Faithfulness and robustness numbers have no absolute scale across models, so each method is
+ranked among the methods of the same case (infidelity, Yeh et al. 2019; max-sensitivity, lower is better).
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
-DO_NOT_RELY = "this map does not depend on the model: do not rely on it"
+from medxai.metrics.verdict import VERDICTS, Verdict, decide, sanity_status, truth, value
+
+VERDICT_WORDS = {"trusted": "TRUSTED", "caution": "USE WITH CAUTION", "do-not-use": "DO NOT USE",
+                 "inconclusive": "INCONCLUSIVE"}
+TEXT_COLUMNS = ("verdict", "sanity_status")
 
 
 def number(row: Mapping[str, str], column: str) -> float | None:
     """A float cell, None when empty, missing or not finite."""
-    raw = row.get(column, "")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+    return value(row, column)
 
 
 def flag(row: Mapping[str, str], column: str) -> bool | None:
-    raw = str(row.get(column, "")).strip().lower()
-    return True if raw in ("true", "1", "yes") else False if raw in ("false", "0", "no") else None
+    return truth(row, column)
+
+
+def row_verdict(row: Mapping[str, str]) -> Verdict:
+    """The row's recorded verdict and reason, or the rules' verdict for rows written before they existed."""
+    label = str(row.get("verdict") or "").strip()
+    reason = str(row.get("verdict_reason") or "").strip()
+    return Verdict(label, reason) if label in VERDICTS and reason else decide(row)
+
+
+def verdict_sentence(row: Mapping[str, str]) -> str:
+    """``Verdict: DO NOT USE. <reason>``."""
+    verdict = row_verdict(row)
+    return f"Verdict: {VERDICT_WORDS[verdict.label]}. {verdict.reason}"
 
 
 def sanity_verdict(row: Mapping[str, str]) -> str:
-    """One sentence on the model-randomisation sanity check."""
-    passed = flag(row, "sanity_pass")
+    """One sentence on the model-randomisation check (Adebayo et al. 2018, on the top-5 % region)."""
+    status = sanity_status(row)
+    overlap = number(row, "sanity_top_overlap")
     rho = number(row, "sanity_spearman")
-    shown = f" (rank correlation with the map of a randomised model: {rho:.2f})" if rho is not None else ""
-    if passed is None:
-        return "Sanity check not run: whether this map depends on the model is unknown."
-    if passed:
-        return f"Passes the sanity check: the map changes when the model's weights are randomised{shown}."
-    return f"FAILS the sanity check: {DO_NOT_RELY}{shown}."
+    shown = (f" (its top 5 % region overlaps the randomised model's by {overlap:.2f})" if overlap is not None
+             else f" (rank correlation with the randomised model's map: {rho:.2f})" if rho is not None else "")
+    if status is None:
+        return "Randomisation check not run: whether this map depends on the model is unknown."
+    if status == "inconclusive":
+        detail = str(row.get("sanity_detail") or "").strip()
+        return "Randomisation check inconclusive" + (f": {detail}" if detail else "") + "."
+    if status == "pass":
+        return f"Randomisation check passed: the map changes when the model's weights are randomised{shown}."
+    return f"Randomisation check FAILED: the map does not depend on what the model learned{shown}."
 
 
 def _rank_phrase(value: float | None, values: Sequence[float], *, what: str) -> str:
@@ -76,7 +91,7 @@ def method_sentences(rows: Sequence[Mapping[str, str]]) -> dict[str, list[str]]:
     sensitivities = [v for v in (number(r, "max_sensitivity") for r in rows) if v is not None]
     result: dict[str, list[str]] = {}
     for row in rows:
-        sentences = [sanity_verdict(row)]
+        sentences = [verdict_sentence(row), sanity_verdict(row)]
         sentences.append(_rank_phrase(number(row, "infidelity"), infidelities, what="Faithfulness (infidelity)") + ".")
         sentences.append(_rank_phrase(number(row, "max_sensitivity"), sensitivities,
                                       what="Robustness (max-sensitivity)") + ".")
@@ -88,9 +103,13 @@ def method_sentences(rows: Sequence[Mapping[str, str]]) -> dict[str, list[str]]:
 
 
 def short_cell(row: Mapping[str, str], column: str) -> str:
-    """A table cell: numbers to 3 significant digits, flags as yes/no, empty as a dash."""
-    truth = flag(row, column) if column in ("sanity_pass", "pointing_game") else None
-    if truth is not None:
-        return "yes" if truth else "no"
+    """A table cell: numbers to 3 significant digits, flags as yes/no, words as they are, empty as a dash."""
+    if column == "verdict":
+        return row_verdict(row).label
+    if column in TEXT_COLUMNS:
+        return str(row.get(column) or "").strip() or "–"
+    answer = flag(row, column) if column in ("sanity_pass", "pointing_game") else None
+    if answer is not None:
+        return "yes" if answer else "no"
     value = number(row, column)
     return "–" if value is None else f"{value:.3g}"

@@ -17,19 +17,60 @@ if TYPE_CHECKING:
     from medxai.segmentation.segment import SegmentSettings
     from medxai.segmentation.threshold import ThresholdRule
 
-SCORE_COLUMNS = ("case_id", "method", "threshold", "label", "predicted", "target", "dice", "iou", "hd95_mm",
+SCORE_COLUMNS = ("case_id", "method", "threshold", "status", "label", "predicted", "target", "dice", "iou", "hd95_mm",
                  "volume_ml", "reference_volume_ml")
+OK, FAILED = "ok", "failed"
+MAX_BODY_SHARE = 0.5  # a "lesion" mask over half of the body (or of the volume) segments nothing in particular
+
+
+def body_share(mask: Volume, image: Volume | None) -> tuple[float, str]:
+    """The share of the body (the image's voxels above Otsu's threshold) the mask covers, or of the whole
+    volume when no image is given, and which of the two it is."""
+    from medxai.metrics.sanity import foreground_array
+
+    binary = np.asarray(mask.data) > 0
+    if image is not None and image.same_grid(mask):
+        body = foreground_array(np.asarray(image.data, dtype=np.float64))
+        if body.any():
+            return float(np.count_nonzero(binary & body) / np.count_nonzero(body)), "body"
+    return float(np.count_nonzero(binary) / max(1, binary.size)), "scanned volume"
+
+
+def failure_reason(mapped: "ClassMap", mask: Volume, level: float, *, image: Volume | None = None) -> str | None:
+    """Why the mask is not a segmentation (a flat or non-positive map, a level at the map's minimum, a mask
+    over most of the body), or None when it is one. A negative prediction's deliberately empty mask is not
+    a failure."""
+    if mapped.empty_reason:
+        return None
+    values = np.asarray(mapped.model_map, dtype=np.float64)
+    if values.size == 0 or np.ptp(values) == 0:
+        return "the heatmap is flat: it highlights nothing to segment"
+    if not math.isfinite(level):
+        return "the heatmap has no positive value: it highlights nothing to segment"
+    if level <= float(values.min()) + 1e-6 * float(np.ptp(values)):  # at the minimum, up to rounding
+        return (f"the threshold (level {level:.3g}) lies at the heatmap's minimum, so it keeps every voxel the map "
+                "covers instead of a lesion")
+    share, of = body_share(mask, image)
+    if share > MAX_BODY_SHARE:
+        return f"the mask covers {100 * share:.0f}% of the {of}: it does not delineate a lesion"
+    return None
 
 
 def case_record(
     case_id: str, model: "LoadedModel", mapped: "ClassMap", mask: Volume, *, rule: "ThresholdRule", level: float,
     chosen_by: str, settings: "SegmentSettings", scores: dict[str, float] | None, voxel_ml: float,
+    image: Volume | None = None,
 ) -> dict[str, Any]:
-    """Provenance and result of one case (no file paths: they may carry patient identifiers)."""
+    """Provenance and result of one case (no file paths: they may carry patient identifiers). ``status`` is
+    ``failed`` with a ``reason`` when the mask is no segmentation (:func:`failure_reason`; ``image``, the scan's
+    first channel, gives the body), else ``ok``."""
     peak = float(np.max(mapped.model_map)) if mapped.model_map.size else 0.0
     voxels = int(np.count_nonzero(mask.data))
+    reason = failure_reason(mapped, mask, level, image=image)
     return {
         "case_id": case_id,
+        "status": FAILED if reason else OK,
+        "reason": reason,
         "model": {"arch": model.arch, "task": model.task, "classes": list(model.classes), "sha256": model.sha256},
         "method": mapped.method,
         "target": mapped.target,
@@ -69,11 +110,13 @@ def _median(values: list[float]) -> float | None:
 
 def summarise(out: Path, *, cases: int, rule: "ThresholdRule", chosen_by: str, rows: Sequence[dict[str, Any]],
               sweep: dict[str, Any] | None, method: str, version: str,
-              failed: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-    """The run's summary (what the command prints); ``failed`` holds ``(case_id, reason)`` of cases left out."""
+              failed: Sequence[tuple[str, str]] = (), unusable: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+    """The run's summary (what the command prints); ``failed`` holds ``(case_id, reason)`` of cases left out,
+    ``unusable`` those of cases whose segmentation failed (``status`` failed in their segmentation.json)."""
     summary: dict[str, Any] = {"out_dir": str(out), "cases": cases, "segmented": cases - len(failed), "method": method,
                                "threshold": str(rule), "chosen_by": chosen_by, "scored": len(rows), "medxai": version,
-                               "failed": [list(item) for item in failed]}
+                               "failed": [list(item) for item in failed],
+                               "failed_segmentations": [list(item) for item in unusable]}
     if rows:
         dices = [float(r["dice"]) for r in rows]
         summary.update(

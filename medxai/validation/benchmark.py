@@ -7,8 +7,10 @@ every class) is generated with :func:`medxai.synthetic.make_cohort`, a small net
 :func:`medxai.models.train.train_model`, and the held-out lesion cases of a second cohort (a quarter on
 anisotropic, oblique or flipped grids) are explained with every method for the lesion class. Each map is
 scored for localisation against the lesion mask on the scan's own grid and for faithfulness on the model
-grid; each method gets one sanity check per seed. Methods are ranked with paired seed-then-case bootstrap
-95 % intervals (:mod:`medxai.validation.stats`).
+grid, checked by the model-randomisation test (full cascade) on every case, and given its verdict
+(:mod:`medxai.metrics.verdict`). Methods are ranked with paired seed-then-case bootstrap 95 % intervals
+(:mod:`medxai.validation.stats`), and the verdicts are checked against the known lesions: how often a
+``trusted`` map localises versus the others (:mod:`medxai.validation.report`).
 """
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ import numpy as np
 import torch
 
 from medxai.errors import ConfigError
-from medxai.metrics.model_grid import ScoreSettings, sanity_scores
-from medxai.metrics.scoring import method_explainer, prepare_case, resolved_options, score_explanation
+from medxai.metrics.model_grid import ScoreSettings
+from medxai.metrics.scoring import prepare_case, score_explanation
+from medxai.metrics.verdict import decide
 
 ProgressCallback = Callable[[str, int, int], None]
 LESION_CLASS = "lesion"
@@ -57,7 +60,7 @@ class ValidateSettings:
     seed: int = 0
     sanity: bool = True
     scores: ScoreSettings = field(default_factory=lambda: ScoreSettings(
-        n_infidelity=8, n_blocks=2, sensitivity=False, sanity=False, deletion_steps=10))
+        n_infidelity=8, n_blocks=2, sensitivity=False, sanity=True, sanity_steps=1, deletion_steps=10))
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.cases < 4 or self.test_cases < 2 or self.epochs < 1:
@@ -69,7 +72,7 @@ class ValidateSettings:
     def quick(cls, **overrides: Any) -> "ValidateSettings":
         """A smoke-test size: one seed, a handful of 16^3 phantoms, one epoch, two methods."""
         base = cls(seeds=1, cases=8, test_cases=4, size=16, epochs=1, methods=("saliency", "gradcam"), n_boot=200,
-                   scores=ScoreSettings(n_infidelity=4, n_blocks=1, sensitivity=False, sanity=False, deletion_steps=4,
+                   scores=ScoreSettings(n_infidelity=4, n_blocks=1, sensitivity=False, sanity_steps=1, deletion_steps=4,
                                         block_mm=4.0))
         return replace(base, **overrides)
 
@@ -107,7 +110,6 @@ def _seed_run(settings: ValidateSettings, methods: Sequence[str], seed: int, wor
     is_lesion: list[bool] = []
     cases = read_labels(test_csv).cases
     lesion_cases = [case for case in cases if case.label == LESION_CLASS]
-    sanity: dict[str, dict[str, Any]] = {}
     for number, case in enumerate(cases, start=1):
         volume = read_volume(case.images[0])
         _, grid_case = prepare_case(model, [volume], target=LESION_CLASS)
@@ -117,37 +119,21 @@ def _seed_run(settings: ValidateSettings, methods: Sequence[str], seed: int, wor
             mask = read_mask(case.mask, volume)
             explanation = explain_case(model, volume, methods=methods, target=LESION_CLASS, seed=seed,
                                        case_id=case.case_id)
-            for row in score_explanation(model, explanation, grid_case, mask=mask, seed=seed, settings=settings.scores):
+            scores = replace(settings.scores, sanity=settings.sanity)  # ``sanity`` switches the per-case check
+            for row in score_explanation(model, explanation, grid_case, mask=mask, seed=seed, settings=scores):
                 row.update(seed=seed, p_lesion=p_lesion[-1], predicted_lesion=bool(p_lesion[-1] >= 0.5),
-                           lesion_voxels=int(np.count_nonzero(mask.data)), grid=volume.orientation)
+                           lesion_voxels=int(np.count_nonzero(mask.data)), grid=volume.orientation,
+                           verdict_without_mask=decide(row, use_localisation=False).label)
                 rows.append(row)
-            if settings.sanity and not sanity:
-                sanity = _sanity(model, grid_case, methods, seed=seed, settings=settings)
         if progress is not None:
             progress(f"Seed {seed}: test cases", number, len(cases))
-    for row in rows:
-        row.update({key: value for key, value in sanity.get(row["method"], {}).items() if key != "sanity_cascade"})
     model_summary = {
         "seed": seed, "val_auc": summary.get("val_auc"), "best_epoch": summary.get("best_epoch"),
         "test_auc": _auc(p_lesion, is_lesion), "test_cases": len(cases), "lesion_cases": len(lesion_cases),
         "test_accuracy": float(np.mean([(p >= 0.5) == y for p, y in zip(p_lesion, is_lesion)])),
         "seconds": round(time.perf_counter() - started, 1),
-        "sanity": {method: {k: v for k, v in result.items()} for method, result in sanity.items()},
     }
     return rows, model_summary
-
-
-def _sanity(model: Any, case: Any, methods: Sequence[str], *, seed: int, settings: ValidateSettings
-            ) -> dict[str, dict[str, Any]]:
-    """One full-cascade randomisation check per method, on the seed's first lesion case."""
-    checks = replace(settings.scores, sanity_steps=1)
-    options = resolved_options(model, methods)
-    results = {}
-    for name in methods:
-        explain = method_explainer(name, case.network, seed=seed, spacing=case.spacing, index=case.class_index,
-                                   options=options[name])
-        results[name] = sanity_scores(case, explain, settings=checks, seed=seed)
-    return results
 
 
 def run_validation(settings: ValidateSettings, *, progress: ProgressCallback | None = None) -> dict[str, Any]:

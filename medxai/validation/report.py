@@ -1,5 +1,6 @@
 """The benchmark's outputs: ``validate.csv`` (the ranking), ``validate_cases.csv`` (every case x method),
-``validate.json`` (settings, models, ranking, rows) and ``validate.png`` (means with 95 % intervals)."""
+``validate_verdicts.csv`` (how often the maps of each verdict localise the known lesion), ``validate.json``
+(settings, models, ranking, verdict table, rows) and ``validate.png`` (means with 95 % intervals)."""
 from __future__ import annotations
 
 import json
@@ -11,9 +12,24 @@ import numpy as np
 
 from medxai.io.atomic import atomic_path, write_text_atomic
 from medxai.metrics.scoring import json_ready, scores_csv
+from medxai.metrics.verdict import CAUTION, DO_NOT_USE, MIN_AUROC, VERDICTS
 from medxai.validation.benchmark import METRICS
 from medxai.validation.stats import MethodSummary, bootstrap_summary
 
+NOT_TRUSTED = "caution or do-not-use"
+
+
+def _number(row: dict[str, Any], column: str) -> float:
+    raw = row.get(column)
+    return math.nan if raw is None else float(raw)
+
+
+# what "localises" means in the verdict table (each a number per map; NaN when not measured)
+LOCALISES = {
+    "pointing_game": lambda row: _number(row, "pointing_game"),
+    "auroc_at_least_0_6": lambda row: _number(row, "auroc") >= MIN_AUROC if math.isfinite(_number(row, "auroc")) else math.nan,
+    "auroc": lambda row: _number(row, "auroc"),
+}
 PLOTTED = ("mass_in_mask", "pointing_game", "auroc", "com_distance_mm", "deletion_auc", "insertion_auc")
 
 
@@ -40,15 +56,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         if values.size:
             metrics[metric] = bootstrap_summary(values, groups, methods, higher_is_better=higher,
                                                 n_boot=settings["n_boot"], seed=settings["seed"])
-    sanity = {}
-    for method in methods:
-        verdicts = [model["sanity"][method]["sanity_pass"] for model in result["models"] if method in model["sanity"]]
-        spearman = [model["sanity"][method]["sanity_spearman"] for model in result["models"] if method in model["sanity"]]
-        sanity[method] = {
-            "sanity_pass_rate": float(np.mean(verdicts)) if verdicts else math.nan,
-            "sanity_spearman": float(np.mean(spearman)) if spearman else math.nan,
-            "sanity_pass": all(verdicts) if verdicts else None,
-        }
+    sanity = {method: _sanity_summary([row for row in rows if row["method"] == method]) for method in methods}
     ranking = []
     for summary in metrics.get(settings["rank_by"], []):
         entry: dict[str, Any] = {"rank": summary.rank, "method": summary.method, "n": summary.n,
@@ -58,14 +66,66 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             entry.update({metric: found.mean, f"{metric}_low": found.low, f"{metric}_high": found.high})
         entry.update(sanity[summary.method])
         ranking.append(entry)
-    return {"rank_by": settings["rank_by"], "ranking": ranking}
+    return {"rank_by": settings["rank_by"], "ranking": ranking,
+            "verdicts": verdict_table(rows, n_boot=settings["n_boot"], seed=settings["seed"])}
+
+
+def _sanity_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Share of a method's cases whose randomisation check passed (inconclusive ones count as not passed),
+    the inconclusive share, the mean |map| Spearman (whole volume) and top-5 % overlap (the deciding one)."""
+    statuses = [row.get("sanity_status") for row in rows if row.get("sanity_status")]
+
+    def mean(column: str) -> float:
+        values = [float(row[column]) for row in rows if row.get(column) is not None and math.isfinite(float(row[column]))]
+        return float(np.mean(values)) if values else math.nan
+
+    return {
+        "sanity_pass_rate": statuses.count("pass") / len(statuses) if statuses else math.nan,
+        "sanity_inconclusive_rate": statuses.count("inconclusive") / len(statuses) if statuses else math.nan,
+        "sanity_spearman": mean("sanity_spearman"), "sanity_top_overlap": mean("sanity_top_overlap"),
+        "sanity_pass": (statuses.count("pass") == len(statuses)) if statuses else None,
+    }
+
+
+def verdict_table(rows: Sequence[dict[str, Any]], *, n_boot: int, seed: int) -> list[dict[str, Any]]:
+    """How often the maps of each verdict localise the known lesion: per verdict given *without* the mask
+    (``verdict_without_mask``, what a user without a reference gets) and for ``caution``/``do-not-use`` pooled,
+    the pointing-game rate, the share with AUROC >= 0.6 and the mean AUROC, each with a paired seed-then-map
+    bootstrap 95 % interval (:func:`medxai.validation.stats.bootstrap_summary`)."""
+    groups = [*VERDICTS, NOT_TRUSTED]
+    members = {group: [r for r in rows if r.get("verdict_without_mask") == group
+                       or (group == NOT_TRUSTED and r.get("verdict_without_mask") in (CAUTION, DO_NOT_USE))]
+               for group in groups}
+    table = [{"verdict": group, "maps": len(members[group])} for group in groups]
+    keys = sorted({(row["seed"], row["case_id"], row["method"]) for row in rows})
+    if not keys:
+        return table
+    index = {key: i for i, key in enumerate(keys)}
+    for metric, read in LOCALISES.items():
+        values = np.full((len(keys), len(groups)), np.nan)
+        for column, group in enumerate(groups):
+            for row in members[group]:
+                values[index[(row["seed"], row["case_id"], row["method"])], column] = read(row)
+        if np.all(np.isnan(values)):
+            continue
+        found = {s.method: s for s in bootstrap_summary(values, [key[0] for key in keys], groups, higher_is_better=True,
+                                                         n_boot=n_boot, seed=seed)}
+        for entry in table:
+            summary = found[entry["verdict"]]
+            entry.update({metric: summary.mean, f"{metric}_low": summary.low, f"{metric}_high": summary.high})
+    return table
+
+
+def verdict_columns() -> list[str]:
+    return ["verdict", "maps", *(f"{m}{end}" for m in LOCALISES for end in ("", "_low", "_high"))]
 
 
 def ranking_columns() -> list[str]:
     columns = ["rank", "method", "n", "rank_low", "rank_high"]
     for metric in METRICS:
         columns += [metric, f"{metric}_low", f"{metric}_high"]
-    return columns + ["sanity_pass", "sanity_pass_rate", "sanity_spearman"]
+    return columns + ["sanity_pass", "sanity_pass_rate", "sanity_inconclusive_rate", "sanity_spearman",
+                      "sanity_top_overlap"]
 
 
 def case_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -119,6 +179,7 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Any]
     summary = summarise(result)
     write_text_atomic(out / "validate.csv", scores_csv(summary["ranking"], ranking_columns()))
     write_text_atomic(out / "validate_cases.csv", scores_csv(result["rows"], case_columns(result["rows"])))
+    write_text_atomic(out / "validate_verdicts.csv", scores_csv(summary["verdicts"], verdict_columns()))
     settings = result["settings"]
     title = (f"medxai validate: {settings['seeds']} seed(s) x {len(result['rows']) // max(1, len(settings['methods']))} "
              f"lesion case-explanations per method; ranked by {summary['rank_by']} (95% bootstrap CI)")

@@ -32,7 +32,8 @@ def _check_outputs(out: Path, *, methods: tuple[str, ...]) -> dict:
     assert record["explained"] and set(record["explained"]) <= held_out
     scores = _rows(out / "scores.csv")
     assert {(r["case_id"], r["method"]) for r in scores} == {(c, m) for c in record["explained"] for m in methods}
-    assert all(r["pointing_game"] in ("0", "1") and r["sanity_pass"] in ("true", "false") for r in scores)
+    assert all(r["pointing_game"] in ("0", "1") and r["sanity_pass"] in ("true", "false", "")  # empty: inconclusive
+               and r["verdict"] in ("trusted", "caution", "do-not-use", "inconclusive") and r["verdict_reason"] for r in scores)
     for case_id in record["explained"]:
         scan = read_volume(out / "data" / "images" / f"{case_id}.nii.gz")
         for method in methods:

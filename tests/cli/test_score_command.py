@@ -58,7 +58,7 @@ def test_score_writes_one_row_per_case_and_method_with_localisation(cli, scored,
     assert f"wrote 4 rows to {out}" in result.stderr
     rows = _read(out)
     header = list(rows[0])
-    assert header[:2] == ["case_id", "method"]
+    assert header[:4] == ["case_id", "method", "verdict", "verdict_reason"]
     for column in ("infidelity", "max_sensitivity", "sanity_spearman", "sanity_pass", "pointing_game", "mass_in_mask",
                    "auroc", "com_distance_mm", "rank_accuracy", "peak_distance_mm", "deletion_auc", "insertion_auc",
                    "sanity_ssim", "shell_mass_0_2mm", "shell_mass_10_12mm"):
@@ -67,8 +67,14 @@ def test_score_writes_one_row_per_case_and_method_with_localisation(cli, scored,
         (Path(scan).name.replace(".nii.gz", ""), method) for scan in scored["scans"] for method in METHODS]
     for row in rows:
         assert row["max_sensitivity"] == ""  # switched off
-        assert row["sanity_pass"] in ("true", "false")
+        assert row["sanity_status"] in ("pass", "fail", "inconclusive")
+        # an inconclusive check (degenerate randomised map) is never a pass: sanity_pass stays empty
+        assert row["sanity_pass"] == {"pass": "true", "fail": "false", "inconclusive": ""}[row["sanity_status"]]
         assert row["pointing_game"] in ("0", "1")
+        assert row["verdict"] in ("trusted", "caution", "do-not-use", "inconclusive") and row["verdict_reason"]
+        if float(row["auroc"]) < 0.6 or float(row["peak_distance_mm"]) > 20:
+            assert row["verdict"] == "do-not-use", row
+        assert float(row["infidelity_random"]) >= 0.0 and float(row["deletion_auc_random"]) >= 0.0
         assert row["target"] == "lesion"
         for column in ("mass_in_mask", "auroc", "deletion_auc", "insertion_auc", "rank_accuracy"):
             assert 0.0 <= float(row[column]) <= 1.0
@@ -86,7 +92,8 @@ def test_score_is_reproducible_and_prints_json(cli, scored, tmp_path: Path) -> N
     assert first.read_text() == second.read_text()
     rows = json.loads(result.stdout, parse_constant=_no_nan)
     assert len(rows) == 1 and rows[0]["method"] == "saliency"
-    assert isinstance(rows[0]["sanity_pass"], bool) and len(rows[0]["sanity_cascade"]) == 3
+    assert rows[0]["sanity_pass"] in (True, False, None) and len(rows[0]["sanity_cascade"]) == 3
+    assert rows[0]["verdict"] in ("trusted", "caution", "do-not-use", "inconclusive")
     assert rows[0]["max_sensitivity"] > 0
     assert "pointing_game" not in _read(first)[0]  # no mask, no localisation columns
 
@@ -112,6 +119,7 @@ def test_score_batch_survives_a_bad_scan(cli, scored, tmp_path: Path) -> None:
     rows = _read(out)
     assert [row["case_id"] for row in rows] == [Path(scored["scans"][0]).name.replace(".nii.gz", "")]
     assert rows[0]["sanity_pass"] == ""
+    assert rows[0]["verdict"] == "caution"  # without the sanity check a map is never trusted
 
 
 def test_score_needs_one_mask_per_scan(cli, scored, tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ def test_segment_writes_native_grid_outputs_and_scores(cli, models, tmp_path: Pa
     voxel_ml = abs(np.linalg.det(scan.affine[:3, :3])) / 1000.0
     assert record["mask"]["volume_ml"] == pytest.approx(mask.sum() * voxel_ml, rel=1e-6)
     assert record["target"] == "lesion" and record["threshold"]["rule"] == "percentile:90"
+    assert record["status"] == "ok" and record["reason"] is None
     reference = np.asarray(nib.load(str(truth)).dataobj) > 0
     expected_dice = 2 * np.logical_and(mask > 0, reference).sum() / (mask.sum() + reference.sum())
     # the model learnt the spheres: the top decile of its map on this oblique grid covers most of the lesion
@@ -200,3 +201,22 @@ def test_a_post_hoc_method_that_would_not_fit_in_memory_is_refused(cli, models, 
     assert result.stderr.startswith("medxai: error: out of memory: smoothgrad needs about")
     assert "MiB is free on cpu" in result.stderr and "internal error" not in result.stderr
     assert not (tmp_path / "seg" / "oblique_case").exists()
+
+
+def test_a_threshold_that_keeps_the_whole_volume_is_reported_as_failed(cli, models, tmp_path: Path) -> None:
+    image, truth = _oblique_lesion_case(tmp_path)
+    out = tmp_path / "everything"
+    # SmoothGrad's absolute gradients are positive everywhere: level 0 keeps every voxel
+    result = cli("segment", models["gp"], image, "-o", out, "--mask", truth, "--target", "lesion",
+                 "--method", "smoothgrad", "--threshold", "fixed:0", "--json")
+    assert result.exit_code == 0, result.stderr
+    mask = np.asarray(nib.load(str(out / "oblique_case" / "mask.nii.gz")).dataobj)
+    assert mask.mean() > 0.99  # the threshold really kept the whole volume
+    record = json.loads((out / "oblique_case" / "segmentation.json").read_text())
+    assert record["status"] == "failed"
+    assert "minimum" in record["reason"] and "keeps every voxel" in record["reason"]
+    summary = json.loads(result.stdout)
+    assert summary["failed_segmentations"] == [["oblique_case", record["reason"]]]
+    assert "oblique_case: segmentation failed" in result.stderr
+    with open(out / "segmentation_scores.csv", newline="") as handle:
+        assert [row["status"] for row in csv.DictReader(handle)] == ["failed"]

@@ -124,3 +124,24 @@ def test_similarity_measures_on_hand_made_maps():
     volume = torch.rand((1, 1, 9, 9, 9), generator=torch.Generator().manual_seed(0))
     assert ssim(volume, 3.0 * volume) == pytest.approx(1.0)
     assert ssim(volume, torch.rand((1, 1, 9, 9, 9), generator=torch.Generator().manual_seed(1))) < 0.5
+
+
+def test_the_check_on_the_top_region_ignores_the_body_outline_that_any_gradient_follows(trained):
+    """Both maps are zero in the air and positive in the body (as gradients of any CNN on a body in air are),
+    but the original's top region is the lesion and the randomised model's is unrelated noise: the
+    whole-volume Spearman calls that a FAIL (the original test's weakness), the top-5 % overlap passes it."""
+    net, _ = trained
+    grid = np.stack(np.meshgrid(*[np.arange(SIZE)] * 3, indexing="ij"))
+    body = np.sum((grid - (SIZE - 1) / 2) ** 2, axis=0) <= 4.5**2
+    image = torch.from_numpy(np.where(body, 1.0, 0.0)).float()[None, None]
+    rng = np.random.default_rng(0)
+    lesion = np.sum((grid - np.reshape((6, 5, 5), (3, 1, 1, 1))) ** 2, axis=0) <= 1.5
+    original = np.where(body, 0.1 + rng.random(body.shape) + 5.0 * lesion, 0.0)
+    randomised = np.where(body, 0.1 + rng.random(body.shape), 0.0)
+    maps = {True: torch.from_numpy(original).float()[None, None], False: torch.from_numpy(randomised).float()[None, None]}
+    result = cascading_randomisation(net, image, lambda model: maps[model is net], seed=0, n_steps=1)
+    assert result.final.spearman_abs > 0.5  # the original test: FAIL
+    assert result.final.top_overlap < 0.5
+    assert result.passed is True and result.status == "pass"
+    same = cascading_randomisation(net, image, lambda model: maps[True], seed=0, n_steps=1)
+    assert same.final.top_overlap == 1.0 and same.status == "fail"  # a top region that survives fails

@@ -60,8 +60,10 @@ def test_pdf_states_prediction_methods_verdicts_and_disclaimer(report: tuple[Pat
     assert "uncalibrated softmax" in text
     assert "AUC 0.91" in text and "macro F1 0.84" in text
     assert "smoothgrad" in text and "integrated_gradients" in text
-    assert "does not depend on the model: do not rely on it" in text  # integrated_gradients fails the sanity check
-    assert "Passes the sanity check" in text  # smoothgrad passes
+    # integrated_gradients fails the sanity check: its verdict says so first; smoothgrad passes it but its
+    # scores carry no random-map baseline, so it is not trusted either
+    assert "integrated_gradients: Verdict: DO NOT USE" in text and "Randomisation check FAILED" in text
+    assert "smoothgrad: Verdict: USE WITH CAUTION" in text and "Randomisation check passed" in text
     assert "the strongest voxel lies in the lesion" in text
     assert DISCLAIMER in text
     assert input_sha256(case.scan) in text  # input hash in the provenance

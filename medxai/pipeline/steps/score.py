@@ -30,14 +30,15 @@ def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
 
 def run(context: CaseContext) -> None:
     from medxai.metrics.model_grid import ScoreSettings
-    from medxai.metrics.scoring import score_case, write_scores_csv
+    from medxai.metrics.scoring import score_case, score_columns, write_scores_csv
 
     options = context.pipeline["score"]
     settings = ScoreSettings(tolerance_mm=float(options["tolerance_mm"]), sanity_threshold=float(options["sanity_threshold"]),
                              sensitivity=options["sensitivity"], sanity=options["sanity"])
     rows = score_case(context.model, context.channels, methods=methods_of(context.pipeline), mask=context.mask,
                       seed=options["seed"], target=options["target"], settings=settings, case_id=context.case.case_id)
-    write_scores_csv(rows, context.case_dir / SCORES, columns=settings.columns(with_mask=context.mask is not None))
+    rows = [{**row, "input": context.case.source} for row in rows]
+    write_scores_csv(rows, context.case_dir / SCORES, columns=score_columns(settings, with_mask=context.mask is not None))
 
 
 def finish(pipeline: Pipeline, out_dir: Path, done: Sequence[str]) -> None:

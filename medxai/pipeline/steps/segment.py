@@ -69,11 +69,11 @@ def run(context: CaseContext) -> None:
     write_nifti(mapped.heatmap, folder / "heatmap.nii.gz", dtype=np.float32)
     write_nifti(mask, folder / "mask.nii.gz", dtype=np.uint8)
     record = case_record(case.case_id, model, mapped, mask, rule=settings.rule, level=level, chosen_by="option",
-                         settings=settings, scores=scores, voxel_ml=voxel_volume_ml(mask.affine))
+                         settings=settings, scores=scores, voxel_ml=voxel_volume_ml(mask.affine), image=context.channels[0])
     record = {"case_id": case.case_id, "input": case.source, **record}
     write_text_atomic(folder / "segmentation.json", json.dumps(record, indent=2, default=_plain) + "\n")
     if scores is not None:
-        row = {"case_id": case.case_id, "method": settings.method, "threshold": str(settings.rule),
+        row = {"case_id": case.case_id, "method": settings.method, "threshold": str(settings.rule), "status": record["status"],
                "label": case.label or "", "predicted": mapped.predicted, "target": mapped.target, **scores}
         write_text_atomic(folder / SCORES, scores_csv([row]))
     context.results["segment_mask"] = None if mapped.empty_reason else mask
