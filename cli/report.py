@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
     def report(
         case_dirs: List[Path] = typer.Argument(..., metavar="CASE_DIR", help="Folders of one case written by explain/score/segment/radiomics or a pipeline (a radiomics study folder may be added); with --summary, a run folder."),
         out_pdf: Path = typer.Option(..., "--out", "-o", help="The PDF to write."),
-        scan: Optional[Path] = typer.Option(None, "--scan", help="The explained scan (default: the input explanations.json records)."),
+        scan: Optional[Path] = typer.Option(None, "--scan", help="The explained scan. Default: the scan `explain` recorded in CASE_DIR/explanations.json (its first channel; one DICOM series by its UID); give it when that scan has moved."),
         mask: Optional[Path] = typer.Option(None, "--mask", help="Reference lesion mask on the scan's grid: outline and views through the lesion."),
         model_dir: Optional[Path] = typer.Option(None, "--model", help="Model folder: architecture, validation AUC/F1, calibration."),
         scores: Optional[Path] = typer.Option(None, "--scores", help="A scores.csv (medxai score) holding this case's rows."),

@@ -121,6 +121,16 @@ def input_label(paths: Sequence[str | Path], series_uid: str | None = None) -> s
     return f"{text}#{series_uid}" if series_uid else text
 
 
+_SERIES_SUFFIX = re.compile(r"(?P<paths>.+)#(?P<uid>[0-9]+(?:\.[0-9]+)*)")
+
+
+def parse_input_label(label: str) -> tuple[list[Path], str | None]:
+    """The channel paths and series UID of an :func:`input_label`."""
+    match = _SERIES_SUFFIX.fullmatch(label)
+    paths, series_uid = (match["paths"], match["uid"]) if match else (label, None)
+    return [Path(part) for part in paths.split(";")], series_uid
+
+
 def check_case_folder(folder: str | Path, source: str) -> None:
     """Refuse (exit 4) to write a case's outputs into ``folder`` when it holds another input's outputs: its
     ``input.json`` names another input, or it holds files without one. The same input may replace its own

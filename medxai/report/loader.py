@@ -14,6 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from medxai.errors import InvalidInputError, UsageError
 from medxai.io.data_files import read_data_file
+from medxai.io.naming import INPUT_RECORD, parse_input_label
 from medxai.io.readers import read_mask, read_volume
 from medxai.report.provenance import MODEL_JSON, ModelSummary, read_model_summary, scan_metadata
 from medxai.volume import Volume
@@ -200,7 +201,8 @@ def load_case(
     include_identifiers: bool = False,
 ) -> CaseResults:
     """Read one case's results from ``case_dirs`` (all about the same case; a radiomics study folder may be
-    among them). ``scan``: the explained scan (explanations.json records its hash, never its path)."""
+    among them). ``scan``: the explained scan; default: the input ``explanations.json`` (else ``input.json``)
+    records, its first channel."""
     folders = [Path(d) for d in case_dirs]
     for folder in folders:
         if not folder.is_dir():
@@ -215,7 +217,7 @@ def load_case(
     case_id = ids.pop()
     explained = [f for f in folders if (f / EXPLANATIONS).is_file()]
     explanations = _json(explained[0] / EXPLANATIONS) if explained else {}
-    volume, source = _scan(scan)
+    volume, source = _scan(scan, folders, explanations)
     _check_input(volume, source, explanations)
     reference = mask if isinstance(mask, Volume) or mask is None else read_mask(mask, volume)
     records = {name: (folder, record) for folder in explained for name, record in _methods_record(_json(folder / EXPLANATIONS)).items()}
@@ -276,9 +278,35 @@ def _check_input(volume: Volume, source: Path | None, explanations: Mapping[str,
                                 f"records {str(recorded)[:12]}...)", path=source)
 
 
-def _scan(scan: str | Path | Volume | None) -> tuple[Volume, Path | None]:
+def _recorded_input(folders: Sequence[Path], explanations: Mapping[str, Any]) -> str:
+    """The input recorded by explain: ``input`` of explanations.json, else of a case folder's input.json."""
+    recorded = explanations.get("input")
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    for folder in folders:
+        if (folder / INPUT_RECORD).is_file():
+            recorded = _json(folder / INPUT_RECORD).get("input")
+            if isinstance(recorded, str) and recorded:
+                return recorded
+    raise InvalidInputError(f"records no explained scan (no 'input' in {EXPLANATIONS} or {INPUT_RECORD}): "
+                            "pass --scan SCAN", path=folders[0])
+
+
+def _recorded_scan(folders: Sequence[Path], explanations: Mapping[str, Any]) -> tuple[Volume, Path]:
+    """Read the first channel of the recorded input (one series of a DICOM folder when a series UID follows)."""
+    recorded = _recorded_input(folders, explanations)
+    paths, series_uid = parse_input_label(recorded)
+    first = paths[0]
+    if not first.exists():
+        raise InvalidInputError(f"the scan {EXPLANATIONS} records no longer exists (moved or deleted?): "
+                                "pass --scan SCAN", path=first)
+    return read_volume(first, series_uid=series_uid), first
+
+
+def _scan(scan: str | Path | Volume | None, folders: Sequence[Path],
+          explanations: Mapping[str, Any]) -> tuple[Volume, Path | None]:
     if isinstance(scan, Volume):
         return scan, None
     if scan is None:
-        raise UsageError("the scan to draw the heatmaps on is unknown: pass --scan SCAN (the explained scan)")
+        return _recorded_scan(folders, explanations)
     return read_volume(scan), Path(scan)
