@@ -67,18 +67,23 @@ def yaml_problem(error: yaml.YAMLError) -> str:
     return where + re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", str(problem))[:120]
 
 
+def _read_text(path: Path, *, what: str, max_bytes: int, encoding: str) -> str:
+    """The text of a regular file of at most ``max_bytes`` (a FIFO would block, a huge file would fill memory)."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInputError(f"{what} is not a regular file", path=path)
+    if info.st_size > max_bytes:
+        raise InvalidInputError(f"{what} is {info.st_size} bytes (at most {max_bytes} accepted)", path=path)
+    return path.read_text(encoding=encoding)
+
+
 def read_data_file(path: str | Path, *, what: str, max_bytes: int = MAX_FILE_BYTES) -> Any:
     """A JSON (or ``.yaml``/``.yml``) file parsed as plain data; InvalidInputError naming ``path`` otherwise.
 
     Refused before parsing: anything but a regular file (a FIFO would block) and files over ``max_bytes``."""
     path = Path(path)
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidInputError(f"{what} is not a regular file", path=path)
-        if info.st_size > max_bytes:
-            raise InvalidInputError(f"{what} is {info.st_size} bytes (at most {max_bytes} accepted)", path=path)
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path, what=what, max_bytes=max_bytes, encoding="utf-8")
         if path.suffix.lower() in (".yaml", ".yml"):
             return parse_yaml(text)
         return json.loads(text)
@@ -105,12 +110,7 @@ def read_table(path: str | Path, *, what: str) -> tuple[list[str], list[dict[str
     the paths it names). InvalidInputError naming ``path`` otherwise."""
     path = Path(path)
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidInputError(f"{what} is not a regular file", path=path)
-        if info.st_size > MAX_TABLE_BYTES:
-            raise InvalidInputError(f"{what} is {info.st_size} bytes (at most {MAX_TABLE_BYTES} accepted)", path=path)
-        text = path.read_text(encoding="utf-8-sig")
+        text = _read_text(path, what=what, max_bytes=MAX_TABLE_BYTES, encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidInputError(f"{what} is not UTF-8 text: save it as 'CSV UTF-8'", path=path) from None
     except OSError as error:

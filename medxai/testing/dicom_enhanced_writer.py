@@ -13,7 +13,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
-from medxai.testing.dicom_writer import ds_string, frame_of_reference_uid, lps_geometry, stored_values, study_uid
+from medxai.dicom_export.image_series import lps_geometry
+from medxai.testing.dicom_writer import ds_string, frame_of_reference_uid, stored_values, study_uid
 from medxai.volume import Volume
 
 ENHANCED_CLASSES = {"MR": UID("1.2.840.10008.5.1.4.1.1.4.1"), "CT": UID("1.2.840.10008.5.1.4.1.1.2.1")}

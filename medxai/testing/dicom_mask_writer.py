@@ -14,7 +14,8 @@ from pydicom.pixels import pack_bits
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
-from medxai.testing.dicom_writer import LPS_FROM_RAS, ds_string, frame_of_reference_uid, lps_geometry, study_uid
+from medxai.dicom_export.image_series import LPS_FROM_RAS, lps_geometry
+from medxai.testing.dicom_writer import ds_string, frame_of_reference_uid, study_uid
 from medxai.volume import Volume
 
 RTSTRUCT_CLASS = UID("1.2.840.10008.5.1.4.1.1.481.3")

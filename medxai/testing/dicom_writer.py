@@ -19,9 +19,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
+from medxai.dicom_export.image_series import lps_geometry  # the library's geometry, not a copy
 from medxai.volume import Volume
 
-LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])
 SOP_CLASSES = {
     "CT": UID("1.2.840.10008.5.1.4.1.1.2"),
     "MR": UID("1.2.840.10008.5.1.4.1.1.4"),
@@ -57,16 +57,6 @@ def stored_values(data: np.ndarray, slope: float, intercept: float) -> tuple[np.
     if stored.min() >= -32768 and stored.max() <= 32767:
         return stored.astype(np.int16), 1
     raise ValueError(f"stored values {stored.min():.0f}..{stored.max():.0f} do not fit 16 bits; choose another rescale slope")
-
-
-def lps_geometry(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """LPS direction cosines (3x3, columns i j k), spacing (i, j, k) and origin of an orthogonal RAS affine."""
-    linear = LPS_FROM_RAS @ np.asarray(affine, dtype=np.float64)[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    directions = linear / spacing
-    if np.abs(directions.T @ directions - np.eye(3)).max() > 1e-6:
-        raise ValueError("DICOM single-frame series cannot represent a sheared (non-orthogonal) affine")
-    return directions, spacing, LPS_FROM_RAS @ np.asarray(affine, dtype=np.float64)[:3, 3]
 
 
 def _uid(*parts: object) -> UID:
