@@ -65,16 +65,18 @@ def explain_cases(model_dir: Path, rows: Sequence[Mapping[str, str]], out: Path,
     Returns the methods that failed (``case_id/method -> reason``; none is expected)."""
     from medxai.attribution.engine import explain_case
     from medxai.attribution.writer import write_case
+    from medxai.io.naming import input_label
     from medxai.models.model_dir import load_model
 
     model = load_model(model_dir, device="cpu")
     data_dir = out.parent / "data"
     failed: dict[str, str] = {}
     for number, row in enumerate(rows, start=1):
-        explained = explain_case(model, _data(row, "image", data_dir), methods=list(settings.methods),
+        image = _data(row, "image", data_dir)
+        explained = explain_case(model, image, methods=list(settings.methods),
                                  target="predicted", seed=settings.seed, method_options=method_options(settings),
                                  case_id=row["case_id"])
-        write_case(explained, out)
+        write_case(explained, out, source=input_label([image]))
         failed.update({f"{row['case_id']}/{name}": reason for name, reason in explained.failed.items()})
         if progress is not None:
             progress("Explaining cases", number, len(rows))

@@ -36,6 +36,8 @@ def _check_outputs(out: Path, *, methods: tuple[str, ...]) -> dict:
                and r["verdict"] in ("trusted", "caution", "do-not-use", "inconclusive") and r["verdict_reason"] for r in scores)
     for case_id in record["explained"]:
         scan = read_volume(out / "data" / "images" / f"{case_id}.nii.gz")
+        recorded = json.loads((out / "explanations" / case_id / "input.json").read_text())["input"]
+        assert Path(recorded) == (out / "data" / "images" / f"{case_id}.nii.gz").absolute()  # every output names its input
         for method in methods:
             heatmap = read_volume(out / "explanations" / case_id / f"{method}.nii.gz")
             assert heatmap.same_grid(scan) and np.isfinite(heatmap.data).all() and np.abs(heatmap.data).max() > 0
