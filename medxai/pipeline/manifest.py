@@ -3,7 +3,8 @@
 Statuses: ``done`` (outputs complete in ``OUT/<case_id>/``), ``failed`` (``error`` says why; ``not sent to the
 PACS: ...`` when only ``medxai run --send`` failed: the outputs stay listed and in OUT) and
 ``skipped`` (listed but not processed: the run stopped before reaching it; ``--resume`` picks it up).
-Times live only here, never in the per-case files, so outputs of two runs can be compared byte for byte.
+``segmentation`` says whether a done case's weakly-supervised mask is a segmentation (``ok``) or not
+(``failed: <reason>``, from its ``segmentation.json``). Times live only here, never in the per-case files, so outputs of two runs can be compared byte for byte.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class ManifestRow:
     error: str = ""
     outputs: tuple[str, ...] = ()
     input: str = ""
+    segmentation: str = ""  # the segment stage's verdict on its mask: "ok", "failed: <reason>" or "" (no stage)
 
     def outputs_exist(self, out_dir: Path) -> bool:
         return bool(self.outputs) and all((out_dir / name).is_file() for name in self.outputs)

@@ -26,6 +26,7 @@ from typing import Callable
 from medxai import __version__
 from medxai.errors import BatchIncompleteError, ConfigError, MedxaiError, one_line
 from medxai.io.atomic import output_folder, write_text_atomic
+from medxai.io.data_files import read_data_file
 from medxai.io.naming import check_case_folder
 from medxai.pipeline.backends import check_scheduler_address, dask_executor, local_executor
 from medxai.pipeline.inputs import Case, discover_cases
@@ -271,7 +272,18 @@ def _finalize(out: Path, result: CaseResult, source: str) -> ManifestRow:
         case_id=result.case_id, input=source, status=result.status, started=result.started, finished=result.finished,
         seconds=f"{result.seconds:.2f}", error=result.error,
         outputs=tuple(f"{result.case_id}/{name}" for name in result.files),
+        segmentation=_segmentation_status(final) if result.status == "done" else "",
     )
+
+
+def _segmentation_status(folder: Path) -> str:
+    """``ok`` or ``failed: <reason>`` from the case's ``segmentation.json`` ("" without a segment stage)."""
+    record = folder / "segmentation.json"
+    if not record.is_file():
+        return ""
+    data = read_data_file(record, what="segmentation record")
+    status = str(data.get("status", "")) if isinstance(data, dict) else ""
+    return f"{status}: {data.get('reason', '')}" if status == "failed" else status
 
 
 def _send_cases(out: Path, rows: dict[str, ManifestRow], target: str, summary: RunSummary) -> None:

@@ -300,3 +300,21 @@ def test_each_dicom_series_of_a_folder_is_explained_on_its_own_grid(workspace, c
         heatmaps[number] = np.asarray(heatmap.get_fdata())
         assert np.array_equal(heatmaps[number], nib.load(tmp_path / "alone" / f"alone_s{number}" / "saliency.nii.gz").get_fdata())
     assert heatmaps["1"].shape != heatmaps["2"].shape
+
+
+def test_the_manifest_says_which_segmentations_failed(workspace, cli, tmp_path):
+    """A threshold that keeps the whole volume is no segmentation: the run manifest says so per case, with the
+    reason its segmentation.json gives (issue 26); a threshold that keeps a small region is ``ok``."""
+    pipeline = tmp_path / "segment.yaml"
+    pipeline.write_text(f"model:\n  path: {workspace / 'model'}\nsegment:\n  enabled: true\n  method: smoothgrad\n")
+    rows = {}
+    for threshold in ("fixed:0", "percentile:99.5"):  # SmoothGrad is positive everywhere: level 0 keeps all
+        out = tmp_path / threshold.replace(":", "").replace(".", "_")
+        result = cli("run", pipeline, "--input", workspace / "cohort", "-o", out, "--set", f"segment.threshold={threshold}")
+        assert result.exit_code == 0, result.stderr
+        with (out / "manifest.csv").open(newline="") as handle:
+            rows[threshold] = list(csv.DictReader(handle))
+    for row in rows["fixed:0"]:
+        reason = json.loads((tmp_path / "fixed0" / row["case_id"] / "segmentation.json").read_text())["reason"]
+        assert row["status"] == "done" and row["segmentation"] == f"failed: {reason}" and reason
+    assert {row["segmentation"] for row in rows["percentile:99.5"]} == {"ok"}
