@@ -885,27 +885,25 @@ def run_scan_named_manifest_csv(root: Path, shared: Shared) -> Attempt:
     return _shadow_run(root, shared, "manifest.csv.nii.gz")
 
 
-@kind("outputs")
-def run_scan_named_run_json_exact_id(root: Path, shared: Shared) -> Attempt:
-    """A manifest whose case id is ``run.json`` itself."""
+def _run_with_case_id(root: Path, shared: Shared, case_id: str) -> Attempt:
+    """A manifest row whose case id names one of the run's own files: the run and its resume both complete."""
     rows = _good_manifest_rows(root, shared)
-    rows.append({"case_id": "run.json", "image": rows[0]["image"]})
+    rows.append({"case_id": case_id, "image": rows[0]["image"]})
     out = root / "result_out"
     pipeline = _pipeline(root)
     manifest = _manifest(root / "cases.csv", rows)
     return Attempt(_run_args(pipeline, manifest, out), (out,), expect=frozenset({0}), check=_all_done,
                    followups=(_run_args(pipeline, manifest, out, "--resume"),))
+
+
+@kind("outputs")
+def run_scan_named_run_json_exact_id(root: Path, shared: Shared) -> Attempt:
+    return _run_with_case_id(root, shared, "run.json")
 
 
 @kind("outputs")
 def run_manifest_case_id_manifest_csv(root: Path, shared: Shared) -> Attempt:
-    rows = _good_manifest_rows(root, shared)
-    rows.append({"case_id": "manifest.csv", "image": rows[0]["image"]})
-    out = root / "result_out"
-    pipeline = _pipeline(root)
-    manifest = _manifest(root / "cases.csv", rows)
-    return Attempt(_run_args(pipeline, manifest, out), (out,), expect=frozenset({0}), check=_all_done,
-                   followups=(_run_args(pipeline, manifest, out, "--resume"),))
+    return _run_with_case_id(root, shared, "manifest.csv")
 
 
 @kind("outputs")
