@@ -6,6 +6,7 @@ batch-1 floor, the fastest such a method can be.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,7 @@ def floor_records(arch: str, size: int, *, device: str, repeats: int, batch_size
         batch = inputs.expand(batch_size, *inputs.shape[1:]).contiguous()
         for kind, call in (("forward", _forward), ("forward+backward", _backward)):
             try:
-                timing = measure(lambda: call(network, batch), repeats=repeats, device=device, warmup=warmup)
+                timing = measure(functools.partial(call, network, batch), repeats=repeats, device=device, warmup=warmup)
             except (RuntimeError, MemoryError) as error:  # out of memory at this batch size
                 rows.append({"name": f"floor/{arch}/{size}/{kind}/b{batch_size}", "error": str(error).splitlines()[0]})
                 continue

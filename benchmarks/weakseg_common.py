@@ -14,7 +14,7 @@ import numpy as np
 
 from medxai.errors import ConfigError
 from medxai.io.readers import read_mask, read_volume
-from medxai.models.model_dir import LoadedModel
+from medxai.models.loaded import LoadedModel
 from medxai.segmentation.heatmaps import ClassMap, class_map
 from medxai.segmentation.overlap import overlap_scores
 from medxai.segmentation.segment import SegmentInput, cut_mask, sweep_thresholds

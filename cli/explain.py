@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
         """Explain each scan with each method; heatmaps keep raw values and the scan's affine."""
         from medxai.attribution.batch import explain_scans, parse_batch_size, parse_indices
         from medxai.attribution.registry import DEFAULT_METHOD, check_method_names
-        from medxai.models.model_dir import load_model, resolve_device
+        from medxai.models.loaded import resolve_device
+        from medxai.models.model_dir import load_model
         from medxai.models.predict import scan_channels, unique_case_ids
 
         chosen = methods or [DEFAULT_METHOD]

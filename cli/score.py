@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         from medxai.metrics.model_grid import ScoreSettings
         from medxai.metrics.scoring import json_ready, score_cases, score_columns, write_scores_csv
         from medxai.models.model_dir import load_model
-        from medxai.models.train import resolve_device
+        from medxai.models.loaded import resolve_device
 
         settings = ScoreSettings(tolerance_mm=tolerance_mm, sanity_threshold=sanity_threshold, sensitivity=sensitivity, sanity=sanity)
         model = load_model(model_dir, device=resolve_device(device), trust=trust_model)

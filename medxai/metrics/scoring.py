@@ -237,7 +237,7 @@ def score_case(
     case_id: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per method for ``scan`` explained by ``model`` (a :class:`medxai.models.model_dir.LoadedModel`).
+    """One row per method for ``scan`` explained by ``model`` (a :class:`medxai.models.loaded.LoadedModel`).
 
     ``scan`` is one input or one per channel, each a path or a ``Volume`` already read (a scan given as
     volumes needs ``case_id``); ``mask``, a path or a ``Volume``, must lie on the scan's grid. Only paths are

@@ -21,7 +21,7 @@ from torch import nn
 from medxai.errors import ConfigError, InvalidInputError, one_line
 from medxai.io.data_files import read_data_file
 from medxai.models.bundle_config import TRUST_HINT, BundleConfig
-from medxai.models.model_dir import MAX_CHANNELS, SPACING_MM, LoadedModel, check_spatial_size, sha256_file
+from medxai.models.loaded import MAX_CHANNELS, SPACING_MM, LoadedModel, check_spatial_size, sha256_file
 from medxai.models.preprocessing import ChannelIntensity, PreprocessingConfig, Preprocessor, parse_intensity
 
 _IGNORED_TRANSFORMS = {

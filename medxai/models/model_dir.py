@@ -8,16 +8,13 @@ already have (TorchScript files, MONAI bundles, see :mod:`medxai.models.byo`) an
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
 import os
 import platform
 import shutil
 import tempfile
 import uuid
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -32,64 +29,16 @@ from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.data_files import read_data_file
 from medxai.models.preprocessing import PreprocessingConfig, Preprocessor
 from medxai.models.registry import TASKS, build_network, get_architecture
+from medxai.models.loaded import (
+    MAX_CHANNELS, MAX_CLASSES, SPACING_MM, LoadedModel, check_spatial_size, is_whole_number, resolve_device,
+    sha256_bytes,
+)
 from medxai.models.weakseg.base import GlobalMaxPoolingNetwork
 
 MODEL_JSON = "medxai-model.json"
 WEIGHTS = "weights.safetensors"
 FORMAT = "medxai-model/1"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
-# What a model may plausibly ask for; checked before anything is allocated.
-MAX_CLASSES = 1000
-MAX_CHANNELS = 64
-MAX_AXIS = 1024
-MAX_VOXELS = 512**3
-SPACING_MM = (0.01, 100.0)
-
-
-@dataclass(eq=False)
-class LoadedModel:
-    """A model ready for inference: ``network(x) -> logits (N, len(classes))`` in eval mode on its device."""
-
-    network: nn.Module
-    arch: str
-    classes: list[str]
-    task: str
-    preprocessor: Preprocessor
-    sha256: str
-    path: Path
-    info: dict[str, Any] = field(default_factory=dict)
-    target_layer: str | None = None
-
-    @property
-    def device(self) -> torch.device:
-        for tensor in self.network.parameters():
-            return tensor.device
-        return torch.device("cpu")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` picks CUDA when available; ``cuda`` without a GPU is a configuration error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device} was asked for but no CUDA device is available")
-    return torch.device(device)
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -246,21 +195,6 @@ def load_model(
     raise _refuse_file(path)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_spatial_size(size: Any, *, path: Path, what: str = "spatial size") -> tuple[int, int, int]:
-    """``size`` as three whole numbers of 1..MAX_AXIS voxels, MAX_VOXELS in all; InvalidInputError otherwise."""
-    if not (isinstance(size, (list, tuple)) and len(size) == 3 and all(_is_int(s) and 1 <= s <= MAX_AXIS for s in size)) \
-            or math.prod(size) > MAX_VOXELS:
-        raise InvalidInputError(
-            f"{what} {str(size)[:60]} is not three whole numbers of 1..{MAX_AXIS} voxels, at most {MAX_VOXELS} in all",
-            path=path,
-        )
-    return (size[0], size[1], size[2])
-
-
 def _check_description(info: Any, path: Path) -> None:
     """Types and plausible bounds of what sizes the network and its input (InvalidInputError naming ``path``)."""
 
@@ -283,9 +217,9 @@ def _check_description(info: Any, path: Path) -> None:
             f"classes must be a list of 2..{MAX_CLASSES} names")
     require(all(isinstance(info[key], dict) for key in ("arch_kwargs", "preprocessing", "weights")),
             "arch_kwargs, preprocessing and weights must be JSON objects")
-    require(_is_int(kwargs.get("num_classes")) and kwargs["num_classes"] == len(classes),
+    require(is_whole_number(kwargs.get("num_classes")) and kwargs["num_classes"] == len(classes),
             f"arch_kwargs.num_classes must be a whole number equal to the {len(classes)} classes listed")
-    require(_is_int(kwargs.get("in_channels")) and 1 <= kwargs["in_channels"] <= MAX_CHANNELS,
+    require(is_whole_number(kwargs.get("in_channels")) and 1 <= kwargs["in_channels"] <= MAX_CHANNELS,
             f"arch_kwargs.in_channels must be a whole number of 1..{MAX_CHANNELS}")
     spacing = preprocessing.get("spacing")
     require(spacing is None or (isinstance(spacing, list) and len(spacing) == 3 and all(

@@ -13,7 +13,7 @@ import torch
 from medxai.errors import ConfigError, InvalidInputError, one_line
 from medxai.io.atomic import write_text_atomic
 from medxai.io import naming
-from medxai.models.model_dir import LoadedModel
+from medxai.models.loaded import LoadedModel
 from medxai.volume import Volume
 
 Progress = Callable[[str, int, int], None]

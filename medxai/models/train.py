@@ -25,7 +25,8 @@ from torch import nn
 from medxai.errors import ConfigError, MedxaiError
 from medxai.models.dataset import data_sha256, prepare_cases, read_labels, stratified_split
 from medxai.models.evaluation import classification_metrics
-from medxai.models.model_dir import check_model_destination, resolve_device, save_model_dir
+from medxai.models.loaded import resolve_device
+from medxai.models.model_dir import check_model_destination, save_model_dir
 from medxai.models.preprocessing import PreprocessingConfig, Preprocessor, parse_intensity
 from medxai.models.registry import build_network, get_architecture
 from medxai.models.selection import AUC_TIE, CheckpointSelector

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from medxai.errors import ConfigError
-from medxai.models.model_dir import LoadedModel
+from medxai.models.loaded import LoadedModel
 from medxai.models.weakseg import has_heatmaps
 from medxai.volume import Volume
 

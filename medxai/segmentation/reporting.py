@@ -12,7 +12,7 @@ import numpy as np
 from medxai.volume import Volume
 
 if TYPE_CHECKING:
-    from medxai.models.model_dir import LoadedModel
+    from medxai.models.loaded import LoadedModel
     from medxai.segmentation.heatmaps import ClassMap
     from medxai.segmentation.segment import SegmentSettings
     from medxai.segmentation.threshold import ThresholdRule

@@ -11,7 +11,8 @@ from monai.networks.nets import UNet
 from torch import nn
 
 from medxai.io.nifti import write_nifti
-from medxai.models.model_dir import LoadedModel, load_model, save_model_dir
+from medxai.models.loaded import LoadedModel
+from medxai.models.model_dir import load_model, save_model_dir
 from medxai.models.preprocessing import PreprocessingConfig
 from medxai.models.registry import build_network
 from medxai.synthetic import default_grid, make_spec, render

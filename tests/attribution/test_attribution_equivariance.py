@@ -17,7 +17,7 @@ from torch import nn
 from medxai.attribution.engine import explain_case
 from medxai.attribution.registry import METHODS
 from medxai.io.nifti import write_nifti
-from medxai.models.model_dir import LoadedModel
+from medxai.models.loaded import LoadedModel
 from medxai.models.preprocessing import Preprocessor, PreprocessingConfig
 from medxai.synthetic import default_grid, make_spec, render
 from medxai.testing.attribution_nets import FAST_OPTIONS

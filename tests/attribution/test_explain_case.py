@@ -16,7 +16,7 @@ from medxai.attribution.provenance import HASHED_FILE, HASHED_VOXELS, input_sha2
 from medxai.attribution.registry import METHODS
 from medxai.attribution.writer import write_case
 from medxai.io.readers import read_volume
-from medxai.models.model_dir import LoadedModel
+from medxai.models.loaded import LoadedModel
 from medxai.models.preprocessing import Preprocessor, PreprocessingConfig
 from medxai.models.registry import build_network
 from medxai.testing.attribution_nets import FAST_OPTIONS

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from medxai.io.nifti import write_nifti
-from medxai.models.model_dir import LoadedModel
+from medxai.models.loaded import LoadedModel
 from medxai.models.preprocessing import ChannelIntensity, PreprocessingConfig, Preprocessor
 from medxai.volume import Volume
 
