@@ -35,6 +35,7 @@ demo: $(STAMP)
 	$(VENV)/bin/medxai demo -o $(DEMO_DIR)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check medxai cli tests benchmarks setup.py
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-all: $(STAMP)

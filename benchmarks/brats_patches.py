@@ -1,16 +1,18 @@
-"""Real-data check for ``medxai train``: 64^3 FLAIR+T1c patches cut from the BRATS cases of DeepMedic.
+"""Real-data check for ``medxai train``: FLAIR+T1c patches cut from the BRATS cases of DeepMedic.
 
-Labels are DERIVED FROM THE EXPERT MASKS, not diagnoses: ``tumour`` when at least ``--min-tumour`` of the
-patch is tumour (OTMultiClass > 0), ``normal`` when the patch holds no tumour voxel and is mostly brain;
-patches in between are left out. Each patch keeps its true affine (the case affine shifted to the patch
-corner), so heatmaps of these patches land on the original scans. Patients never straddle the split:
-``train/labels.csv`` has a ``group`` column (the patient) so ``medxai train`` validates on a held-out
-patient, and ``test/labels.csv`` holds the patches of one more patient never seen in training.
+The cutting is ``medxai patch-cohort`` (:mod:`medxai.models.patch_cohort`): labels are DERIVED FROM THE
+EXPERT MASKS (OTMultiClass > 0, the whole tumour), not diagnoses: ``lesion`` patches are centred on tumour
+voxels, ``normal`` patches hold no tumour voxel and are mostly brain. Each patch keeps its true affine, so
+heatmaps of these patches land on the original scans. Patients never straddle the split: ``train/labels.csv``
+has a ``group`` column (the patient) so ``medxai train`` validates on a held-out patient, and
+``test/labels.csv`` holds the patches of one more patient never seen in training. ``build`` only lists the
+patients of each side and calls the library; the same cohorts come from the command line
+(``medxai patch-cohort``, docs/sliding-window.md).
 
 The data are CC BY-NC-SA: write the cohort outside the repository (default under /tmp).
 
     python -m benchmarks.brats_patches build --out /tmp/brats_patches
-    medxai train /tmp/brats_patches/train -o /tmp/brats_model --intensity none --spatial-size 64
+    medxai train /tmp/brats_patches/train -o /tmp/brats_model --intensity none
     medxai predict /tmp/brats_model $(python -m benchmarks.brats_patches scans /tmp/brats_patches/test) -o preds.csv
     python -m benchmarks.brats_patches evaluate /tmp/brats_patches/test/labels.csv preds.csv
 """
@@ -23,90 +25,42 @@ from pathlib import Path
 
 import numpy as np
 
-from medxai.io.nifti import write_nifti
-from medxai.io.readers import read_volume
-from medxai.volume import Volume
+from medxai.models import patch_cohort
+from medxai.models.patch_cohort import PatchSettings, SourceCase, write_patch_cohort
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "brats_deepmedic"
 CHANNELS = ("Flair_subtrMeanDivStd", "T1c_subtrMeanDivStd")
-CLASSES = ("normal", "tumour")
 
 
-def box_sums(mask: np.ndarray, size: int, stride: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Voxel counts of ``mask`` in every ``size``^3 box on a ``stride`` grid (summed-volume table)."""
-    table = np.pad(mask.astype(np.int64), ((1, 0),) * 3).cumsum(0).cumsum(1).cumsum(2)
-    starts = [np.arange(0, n - size + 1, stride) for n in mask.shape]
-    i, j, k = np.meshgrid(*starts, indexing="ij")
-    a, b, c = i + size, j + size, k + size
-    total = (table[a, b, c] - table[i, b, c] - table[a, j, c] - table[a, b, k]
-             + table[i, j, c] + table[i, b, k] + table[a, j, k] - table[i, j, k])
-    return total, starts
-
-
-def patch_volume(volume: Volume, corner: np.ndarray, size: int) -> Volume:
-    """The ``size``^3 patch at ``corner`` with the affine that keeps it where it was in the world."""
-    affine = volume.affine.copy()
-    affine[:3, 3] = volume.affine[:3, :3] @ corner + volume.affine[:3, 3]
-    i, j, k = (int(c) for c in corner)
-    return Volume(np.ascontiguousarray(volume.data[i:i + size, j:j + size, k:k + size]), affine)
+def source_case(case: Path) -> SourceCase:
+    """One BRATS patient as a patch-cohort source: FLAIR;T1c and the expert labels (their union: whole tumour)."""
+    patient = case.name.replace("brats_2013_", "").removesuffix("_1")
+    return SourceCase(patient, tuple(case / f"{name}.nii.gz" for name in CHANNELS), case / "OTMultiClass.nii.gz")
 
 
 def cut_case(case: Path, out: Path, *, size: int, stride: int, per_class: int, min_tumour: float,
              min_brain: float, rng: np.random.Generator) -> list[dict[str, str]]:
-    """Write up to ``per_class`` patches of each class of one patient; return their labels.csv rows."""
-    channels = [read_volume(case / f"{name}.nii.gz") for name in CHANNELS]
-    tumour = read_volume(case / "OTMultiClass.nii.gz").data > 0
-    brain = read_volume(case / "brainmask.nii.gz").data > 0
-    tumour_count, starts = box_sums(tumour, size, stride)
-    brain_count, _ = box_sums(brain, size, stride)
-    voxels = size**3
-    chosen = {
-        "tumour": np.argwhere(tumour_count >= min_tumour * voxels),
-        "normal": np.argwhere((tumour_count == 0) & (brain_count >= min_brain * voxels)),
-    }
-    patient = case.name.replace("brats_2013_", "").removesuffix("_1")
-    rows = []
-    for label, candidates in chosen.items():
-        picked = candidates[rng.permutation(len(candidates))[:per_class]]
-        for number, index in enumerate(sorted(map(tuple, picked))):
-            corner = np.array([starts[axis][index[axis]] for axis in range(3)])
-            case_id = f"{patient}_{label}_{number:03d}"
-            names = []
-            for name, volume in zip(("flair", "t1c"), channels):
-                names.append(f"patches/{case_id}_{name}.nii.gz")
-                write_nifti(patch_volume(volume, corner, size), out / names[-1], dtype=np.float32)
-            mask = patch_volume(Volume(tumour.astype(np.uint8), channels[0].affine), corner, size)
-            write_nifti(mask, out / f"patches/{case_id}_mask.nii.gz", dtype=np.uint8)
-            rows.append({"case_id": case_id, "image": ";".join(names), "mask": f"patches/{case_id}_mask.nii.gz",
-                         "label": label, "group": patient})
-    return rows
+    """One patient's patches at its native 1 mm, written under ``out``, for ``benchmarks/weakseg_brats.py``
+    until it calls :func:`write_patch_cohort`: the library's patches and rule (``min_tumour`` is no longer
+    used: tumour patches are centred on tumour voxels), labelled ``tumour``/``normal`` as that benchmark expects."""
+    settings = PatchSettings(patch_size=size, spacing_mm=1.0, per_case=per_class, min_foreground=min_brain, stride=stride)
+    source = source_case(case)
+    rows = patch_cohort.write_case_patches(source, patch_cohort.cut_case(source, settings, rng), out)
+    return [{**row, "label": "tumour" if row["label"] == patch_cohort.LESION else row["label"]} for row in rows]
 
 
-def write_labels(rows: list[dict[str, str]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["case_id", "image", "mask", "label", "group"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def build(data: Path, out: Path, *, test_case: str, size: int, stride: int, per_class: int, min_tumour: float,
-          min_brain: float, seed: int) -> dict[str, dict[str, int]]:
+def build(data: Path, out: Path, *, test_case: str, settings: PatchSettings) -> dict[str, dict[str, int]]:
     """Cut every patient into ``out/train`` (grouped) or ``out/test`` (the ``test_case`` patient)."""
-    rng = np.random.default_rng(seed)
     cases = sorted(p for p in data.glob("*/brats_*") if p.is_dir())
     if not any(case.name == test_case for case in cases):
         raise SystemExit(f"{test_case} is not among {[c.name for c in cases]}")
-    split: dict[str, list[dict[str, str]]] = {"train": [], "test": []}
-    for case in cases:
-        side = "test" if case.name == test_case else "train"
-        split[side] += cut_case(case, out / side, size=size, stride=stride, per_class=per_class,
-                                min_tumour=min_tumour, min_brain=min_brain, rng=rng)
+    split = {"train": [source_case(c) for c in cases if c.name != test_case],
+             "test": [source_case(c) for c in cases if c.name == test_case]}
     counts = {}
-    for side, rows in split.items():
-        write_labels(rows, out / side / "labels.csv")
-        counts[side] = {f"{group}:{label}": sum(r["group"] == group and r["label"] == label for r in rows)
-                        for group in sorted({r["group"] for r in rows}) for label in CLASSES}
+    for side, sources in split.items():
+        record = write_patch_cohort(sources, out / side, settings)
+        counts[side] = {f"{source['case_id']}:{label}": source[label] for source in record["sources"]
+                        for label in ("lesion", "normal")}
     return counts
 
 
@@ -138,11 +92,10 @@ def main() -> None:
     make.add_argument("--data", type=Path, default=DATA)
     make.add_argument("--out", type=Path, default=Path("/tmp/brats_patches"))
     make.add_argument("--test-case", default="brats_2013_pat0004_1")
-    make.add_argument("--size", type=int, default=64)
-    make.add_argument("--stride", type=int, default=16)
-    make.add_argument("--per-class", type=int, default=30, help="patches per class per patient (at most)")
-    make.add_argument("--min-tumour", type=float, default=0.02, help="tumour share of a 'tumour' patch")
-    make.add_argument("--min-brain", type=float, default=0.6, help="brain share of a 'normal' patch")
+    make.add_argument("--patch-size", type=int, default=32)
+    make.add_argument("--spacing", type=float, default=1.5, help="mm; the volumes are resampled to it")
+    make.add_argument("--per-case", type=int, default=30, help="patches per label per patient (at most)")
+    make.add_argument("--min-foreground", type=float, default=0.6, help="brain share of a 'normal' patch")
     make.add_argument("--seed", type=int, default=0)
     listing = commands.add_parser("scans", help="print a split's scans for medxai predict")
     listing.add_argument("folder", type=Path)
@@ -151,8 +104,9 @@ def main() -> None:
     score.add_argument("preds", type=Path)
     args = parser.parse_args()
     if args.command == "build":
-        counts = build(args.data, args.out, test_case=args.test_case, size=args.size, stride=args.stride,
-                       per_class=args.per_class, min_tumour=args.min_tumour, min_brain=args.min_brain, seed=args.seed)
+        settings = PatchSettings(patch_size=args.patch_size, spacing_mm=args.spacing, per_case=args.per_case,
+                                 seed=args.seed, min_foreground=args.min_foreground)
+        counts = build(args.data, args.out, test_case=args.test_case, settings=settings)
         print(json.dumps(counts, indent=2))
     elif args.command == "scans":
         print(" ".join(scans(args.folder)))

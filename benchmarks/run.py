@@ -22,6 +22,7 @@ import psutil
 
 from benchmarks.checkpoint import Checkpoint, session_record
 from benchmarks.common import Settings, device_name, load_average
+REAL_SIZE_GROUP = "real size 512x512x300, demo model"
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES = [
@@ -106,6 +107,7 @@ def write_run(checkpoint: Checkpoint, out: Path, suffix: str) -> tuple[Path, Pat
 def run(settings: Settings, out: Path, *, resume: bool = False) -> tuple[Path, Path]:
     from benchmarks.end_to_end import demo_record, pipeline_record
     from benchmarks.memory import memory_records
+    from benchmarks.real_size import real_size_records
     from medxai.attribution.registry import METHODS
 
     device = device_name()
@@ -119,6 +121,19 @@ def run(settings: Settings, out: Path, *, resume: bool = False) -> tuple[Path, P
     checkpoint.group("end to end", lambda: [
         demo_record(settings.demo_args, repeats=settings.end_to_end_repeats, device=device),
         pipeline_record(settings.pipeline_cases, repeats=settings.end_to_end_repeats, device=device)])
+    if not settings.quick:
+        checkpoint.group(REAL_SIZE_GROUP, lambda: real_size_records(device=device))
+    return write_run(checkpoint, out, suffix)
+
+
+def run_real_size(out: Path, *, resume: bool = False) -> tuple[Path, Path]:
+    """Only the real-size group: every method on a 512x512x300 CT-like volume through the demo's model class."""
+    from benchmarks.real_size import real_size_records
+
+    device = device_name()
+    suffix = "-real-size"
+    checkpoint = open_run(out, suffix, quick=False, device=device, resume=resume)
+    checkpoint.group(REAL_SIZE_GROUP, lambda: real_size_records(device=device))
     return write_run(checkpoint, out, suffix)
 
 
@@ -200,13 +215,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the floor, method, peer and metric groups on that model and size (e.g. resnet18:64)")
     parser.add_argument("--floor-only", metavar="ARCH:SIZES", default=None,
                         help="only the pass floors of that model at these sizes, batch 1, 2, 4 (e.g. resnet18:96,128)")
+    parser.add_argument("--real-size-only", action="store_true",
+                        help="only the real-size row: every method on a 512x512x300 CT-like volume (demo's model class)")
     parser.add_argument("--arch", default=None, help="with --memory-only: the model (default: the run's method model)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--resume", action="store_true",
                         help="go on from this host's partial file of the same kind of run, keeping the groups it finished")
     args = parser.parse_args(argv)
     settings = Settings.make(quick=args.quick)
-    if args.methods_only:
+    if args.real_size_only:
+        json_path, md_path = run_real_size(args.out, resume=args.resume)
+    elif args.methods_only:
         arch, _, size = args.methods_only.partition(":")
         json_path, md_path = run_methods(arch, int(size), args.out, resume=args.resume)
     elif args.floor_only:

@@ -6,13 +6,13 @@ from typing import Optional
 
 import typer
 
-from . import console
+from . import console, options
 
 
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
-        out_dir: Path = typer.Option(Path("demo-output"), "--out", "-o", help="Output folder (a previous demo there is replaced)."),
+        out_dir: Path = options.out_option("Output folder (a previous demo there is replaced).", required=False, default=Path("demo-output")),
         cases: Optional[int] = typer.Option(None, "--cases", "-n", min=8, help="Phantoms to generate (default 160; 12 with --quick)."),
         seed: int = typer.Option(0, "--seed", help="Seed of every step; the same seed gives the same results."),
         quick: bool = typer.Option(False, "--quick", help="Tiny sizes: every step and output in seconds (smoke test)."),

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from . import console
+from . import console, options
 
 
 def register(app: typer.Typer) -> None:
@@ -14,32 +14,46 @@ def register(app: typer.Typer) -> None:
     def explain(
         model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model directory (or TorchScript file / MONAI bundle)."),
         scans: List[str] = typer.Argument(..., metavar="SCAN...", help="Scans: NIfTI, NRRD or DICOM folder ('a.nii.gz;b.nii.gz' for several channels)."),
-        out_dir: Path = typer.Option(..., "-o", "--out", help="Output folder: DIR/<case_id>/<method>.nii.gz + explanations.json."),
+        out_dir: Path = options.out_option("Output folder: DIR/<case_id>/<method>.nii.gz + explanations.json."),
         methods: List[str] = typer.Option([], "--method", "-m", help="Attribution method (repeat); default smoothgrad."),
         target: str = typer.Option("predicted", "--target", help="'predicted', a class name, or CLASS_A-CLASS_B (contrast)."),
         mask: Optional[Path] = typer.Option(None, "--mask", help="Mask on the scan's grid: target region (segmentation) or occlusion ROI."),
         box: Optional[str] = typer.Option(None, "--box", help="i0,j0,k0,i1,j1,k1 (inclusive voxel corners): target region or occlusion ROI."),
         voxel: Optional[str] = typer.Option(None, "--voxel", help="i,j,k: explain one voxel of a segmentation output."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+        device: str = options.device_option(),
         batch_size: str = typer.Option("auto", "--batch-size", help="Samples per internal forward pass: auto (fits free memory) or N."),
         seed: int = typer.Option(0, "--seed", help="Seed of the noise of SmoothGrad and Smooth Grad-CAM++."),
-        trust_model: bool = typer.Option(False, "--trust-model", help="Load TorchScript files and MONAI bundles whose configs contain code; never needed for medxai model directories."),
+        time_budget: Optional[float] = typer.Option(None, "--time-budget", metavar="SECONDS",
+                                                    help="Refuse, before it runs, a method estimated to take longer (exit 3; the other methods run)."),
+        classes: Optional[str] = options.classes_option(),
+        spatial_size: Optional[str] = options.spatial_size_option(),
+        spacing: Optional[str] = options.spacing_option(),
+        intensity: Optional[str] = options.intensity_option(),
+        overlap: Optional[float] = options.overlap_option(),
+        blend: Optional[str] = options.blend_option(),
+        sw_batch_size: Optional[int] = options.sw_batch_size_option(),
+        trust_model: bool = options.trust_option(),
     ) -> None:
         """Explain each scan with each method; heatmaps keep raw values and the scan's affine."""
         from medxai.attribution.batch import explain_scans, parse_batch_size, parse_indices
-        from medxai.attribution.registry import DEFAULT_METHOD, check_method_names
-        from medxai.models.loaded import resolve_device
-        from medxai.models.model_dir import load_model
+        from medxai.attribution.defaults import DEFAULT_METHOD
+        from medxai.attribution.registry import check_method_names
+        from medxai.errors import ConfigError
         from medxai.models.predict import scan_channels, unique_case_ids
 
         chosen = methods or [DEFAULT_METHOD]
         check_method_names(chosen)
-        options = dict(target=target, mask=mask, box=parse_indices(box, count=6, name="box"),
-                       voxel=parse_indices(voxel, count=3, name="voxel"), seed=seed, batch_size=parse_batch_size(batch_size))
-        model = load_model(model_dir, device=resolve_device(device), trust=trust_model)
+        if time_budget is not None and not time_budget > 0:
+            raise ConfigError(f"--time-budget must be a positive number of seconds, got {time_budget:g}")
+        case_options = dict(target=target, mask=mask, box=parse_indices(box, count=6, name="box"),
+                       voxel=parse_indices(voxel, count=3, name="voxel"), seed=seed, batch_size=parse_batch_size(batch_size),
+                       time_budget=time_budget, notice=console.info)
+        model, = options.ModelOptions(device=device, trust=trust_model, classes=classes, spatial_size=spatial_size,
+                                      spacing=spacing, intensity=intensity,
+                                      overlap=overlap, blend=blend, sw_batch_size=sw_batch_size).load([model_dir])
         with console.progress() as progress:
             result = explain_scans(model, [scan_channels(s) for s in scans], unique_case_ids(scans), out_dir,
-                                   methods=chosen, progress=progress, **options)
+                                   methods=chosen, progress=progress, **case_options)
         for case_id in result.written:
             console.info(f"wrote {out_dir / case_id}")
         console.report_failed(result.failed, total=len(scans))

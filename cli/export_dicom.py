@@ -6,13 +6,15 @@ from typing import Optional
 
 import typer
 
+from . import options
+
 
 def register(app: typer.Typer) -> None:
     @app.command("export-dicom")
     def export_dicom(
         case_dir: Path = typer.Argument(..., metavar="CASE_DIR", help="A case folder written by explain, segment, radiomics --save-masks or a pipeline."),
         source: Path = typer.Option(..., "--source", help="The scan the case came from: a DICOM series (folder or multi-frame file), or a NIfTI/NRRD/MHA file with --patient-id, --patient-name and --modality."),
-        out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder: seg.dcm, pm-<method>.dcm, report-pdf.dcm, sr.dcm (and scan-0001.dcm... for a NIfTI source)."),
+        out_dir: Path = options.out_option("Output folder: seg.dcm, pm-<method>.dcm, report-pdf.dcm, sr.dcm (and scan-0001.dcm... for a NIfTI source)."),
         series_uid: Optional[str] = typer.Option(None, "--series-uid", help="SeriesInstanceUID of the source series when the folder holds several."),
         patient_id: Optional[str] = typer.Option(None, "--patient-id", help="NIfTI source only: the Patient ID the new DICOM series carries."),
         patient_name: Optional[str] = typer.Option(None, "--patient-name", help="NIfTI source only: the Patient's Name (DICOM form, e.g. DOE^JANE)."),

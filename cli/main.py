@@ -53,6 +53,7 @@ def _register_commands() -> None:
     from . import explain as explain_commands
     from . import export_dicom as export_dicom_commands
     from . import models as model_commands
+    from . import patch_cohort as patch_cohort_commands
     from . import sample_data, scan
     from . import score as score_commands
     from . import segment as segment_commands
@@ -60,6 +61,7 @@ def _register_commands() -> None:
     explain_commands.register(app)
     export_dicom_commands.register(app)
     model_commands.register(app)
+    patch_cohort_commands.register(app)
     radiomics_commands.register(app)
     demo_commands.register(app)
     report_commands.register(app)
@@ -81,6 +83,21 @@ def _fail(message: str, code: int) -> None:
 
 
 _INTERRUPTED: list[int] = []
+# Older spellings kept for scripts written against earlier versions; hidden from --help (Click has no hidden
+# alias of one option, so they are rewritten to the documented spelling before parsing).
+HIDDEN_ALIASES = {"--output": "--out"}
+
+
+def canonical_args(args: list[str]) -> list[str]:
+    """``args`` with every hidden alias (``--output`` or ``--output=X``) in its documented spelling; values
+    after ``--`` are left alone."""
+    canonical: list[str] = []
+    for position, arg in enumerate(args):
+        if arg == "--":
+            return canonical + args[position:]
+        name, equals, value = arg.partition("=")
+        canonical.append(HIDDEN_ALIASES[name] + equals + value if name in HIDDEN_ALIASES else arg)
+    return canonical
 
 
 def _note_interrupt(signum: int, frame: object) -> None:
@@ -95,7 +112,8 @@ def run(argv: list[str] | None = None) -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when Ctrl-C is ignored (nohup, &)
         signal.signal(signal.SIGINT, _note_interrupt)
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="medxai")
+        result = app(args=canonical_args(sys.argv[1:] if argv is None else list(argv)), standalone_mode=False,
+                     prog_name="medxai")
     except typer.Exit as done:  # Typer >= 0.29 bundles its own click: catch its public exception types
         sys.exit(done.exit_code)
     except typer.Abort:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from . import console
+from . import console, options
 
 radiomics_app = typer.Typer(
     name="radiomics", help="Radiomics of the lesion and its peritumoral shells (PyRadiomics), and the CV study.",
@@ -18,7 +18,7 @@ radiomics_app = typer.Typer(
 @radiomics_app.command("extract")
 def extract(
     source: Path = typer.Argument(..., metavar="MANIFEST.csv|IMAGE", help="A manifest (case_id,image,mask|bbox|bbox_mm|seed_mm+radius_mm) or one image."),
-    out: Path = typer.Option(..., "--out", "-o", help="Features CSV: case_id,region,distance_mm then PyRadiomics' columns."),
+    out: Path = options.out_option("Features CSV: case_id,region,distance_mm then PyRadiomics' columns."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Lesion mask (NIfTI/NRRD on the image grid, or DICOM RTSTRUCT/SEG)."),
     mask_label: Optional[str] = typer.Option(None, "--mask-label", help="Label value (or RTSTRUCT ROI name) inside the mask."),
     bbox: Optional[str] = typer.Option(None, "--bbox", help="Voxel box i0,j0,k0,i1,j1,k1 (inclusive) to segment the lesion in."),
@@ -56,13 +56,14 @@ def extract(
         summary = run_extraction(cases, out, options=options, workers=workers, work_dir=work_dir, progress=progress)
     console.info(f"{len(summary.computed)} case(s) extracted, {len(summary.reused)} reused from the work folder")
     typer.echo(f"wrote {summary.rows} rows to {out}")
+    console.report_failed(list(summary.failed.items()), total=len(cases))
 
 
 @radiomics_app.command("study")
 def study(
     features: Path = typer.Argument(..., metavar="FEATURES.csv", help="Output of 'medxai radiomics extract'."),
     labels: Path = typer.Option(..., "--labels", help="CSV with case_id,label (two classes), e.g. labels.csv."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for auc.csv, auc_vs_distance.png, top_features.csv, study.json."),
+    out: Path = options.out_option("Folder for auc.csv, auc_vs_distance.png, top_features.csv, study.json."),
     classifiers: str = typer.Option("rf,lr,knn", "--classifiers", help="Comma-separated: rf, lr, knn."),
     folds: int = typer.Option(5, "--folds", help="Stratified folds."),
     repeats: int = typer.Option(5, "--repeats", help="Repeats of the cross-validation."),

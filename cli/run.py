@@ -8,16 +8,20 @@ import typer
 
 from medxai.errors import UsageError
 
-from . import console
+from . import console, options
 
 
 def register(app: typer.Typer) -> None:
+    from medxai.pipeline.schema import shipped_pipelines
+
+    shipped = ", ".join(sorted(shipped_pipelines())) or "none installed"
+
     @app.command("run")
     def run_command(
-        pipeline: str = typer.Argument(..., metavar="PIPELINE", help="Pipeline YAML file, or the name of a shipped one (classify-explain-report)."),
+        pipeline: str = typer.Argument(..., metavar="PIPELINE", help=f"Pipeline YAML file, or the name of a shipped one: {shipped}."),
         input_path: str = typer.Option(..., "--input", "-i", metavar="IN", help="Folder of scans, CSV manifest, nnU-Net dataset folder, or a "
                                        "study in a PACS: dicomweb://HOST[:PORT]/PATH?StudyInstanceUID=UID[&SeriesInstanceUID=UID]."),
-        out: Path = typer.Option(..., "--out", "-o", help="Output folder: OUT/<case_id>/ per case and OUT/manifest.csv."),
+        out: Path = options.out_option("Output folder: OUT/<case_id>/ per case and OUT/manifest.csv."),
         workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Local worker processes [default: 1]."),
         resume: bool = typer.Option(False, "--resume", help="Keep cases already done in OUT; redo the others."),
         overrides: list[str] = typer.Option([], "--set", help="Override a pipeline key: section.key=value (repeatable)."),

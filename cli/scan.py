@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from . import console
+from . import console, options
 
 
 def _volume_lines(volume: dict[str, Any], indent: str) -> list[str]:
@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
     @app.command("convert")
     def convert(
         scan: Path = typer.Argument(..., help="DICOM folder or file, NIfTI, NRRD or MHA."),
-        output: Path = typer.Option(..., "-o", "--output", help="Folder for <series>.nii.gz + <series>.json."),
+        output: Path = options.out_option("Folder for <series>.nii.gz + <series>.json."),
         json_output: bool = typer.Option(False, "--json", help="Print what was written as JSON."),
         resample_tilt: bool = typer.Option(
             False, "--resample-tilt", help="Resample gantry-tilted series onto an orthogonal grid (linear) instead of refusing them."

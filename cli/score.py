@@ -8,13 +8,17 @@ from typing import Any, List, Optional
 
 import typer
 
-from . import console
+from . import console, options
 
+# (key, header) in the order columns are given room on a narrow terminal: the verdict and what it rests on
+# first; columns that do not fit are named under the table (the CSV and --json keep every column)
 _TABLE_COLUMNS = (
-    ("method", "method"), ("verdict", "verdict"), ("infidelity", "infid."), ("max_sensitivity", "max-sens."), ("deletion_auc", "del. AUC"),
-    ("insertion_auc", "ins. AUC"), ("sanity_spearman", "rand. rho"), ("pointing_game", "pointing"),
-    ("mass_in_mask", "mass in mask"), ("auroc", "AUROC"), ("com_distance_mm", "CoM dist mm"),
+    ("case_id", "case"), ("method", "method"), ("verdict", "verdict"), ("sanity", "random."), ("auroc", "AUROC"),
+    ("pointing_game", "peak in"), ("infidelity", "infid."), ("deletion_auc", "del.AUC"), ("max_sensitivity", "max-sens."),
+    ("mass_in_mask", "mass in"), ("com_distance_mm", "CoM mm"), ("insertion_auc", "ins.AUC"), ("sanity_spearman", "rand.rho"),
 )
+_ALWAYS = 3  # case, method and verdict are shown whatever the width
+_VERDICT_STYLE = {"trusted": "green", "caution": "yellow", "do-not-use": "bold red", "inconclusive": "dim"}
 
 
 def _cell(value: Any) -> str:
@@ -23,18 +27,56 @@ def _cell(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def print_table(rows: list[dict[str, Any]], *, title: str) -> None:
-    """A rich table of the scores on stdout; a method failing the sanity check is marked FAIL in red."""
+def _table_cell(row: dict[str, Any], key: str) -> str:
+    """A cell of the score table: the randomisation check as pass/FAIL/inconcl., yes/no for the pointing
+    game, numbers to 3 significant digits."""
+    if key == "sanity":
+        status = row.get("sanity_status") or {True: "pass", False: "fail"}.get(row.get("sanity_pass"), "")
+        words = {"pass": "pass", "fail": "[bold red]FAIL[/bold red]", "inconclusive": "inconcl."}
+        return words.get(str(status), str(status) or "-")
+    if key == "verdict" and row.get("verdict") in _VERDICT_STYLE:
+        return f"[{_VERDICT_STYLE[row['verdict']]}]{row['verdict']}[/]"
+    if key == "pointing_game" and row.get(key) is not None and not (isinstance(row[key], float) and math.isnan(row[key])):
+        return "yes" if bool(row[key]) else "no"
+    return _cell(row.get(key))
+
+
+def _score_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], title: str) -> Any:
+    from rich import box
     from rich.table import Table
 
-    shown = [(key, label) for key, label in _TABLE_COLUMNS if any(key in row for row in rows)]
-    table = Table(title=title)
-    for label in ["case", *[label for _, label in shown], "sanity"]:
-        table.add_column(label, justify="left" if label in ("case", "method") else "right")
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True,
+                  show_edge=False, title_justify="left")
+    for key, label in columns:
+        table.add_column(label, justify="left" if key in ("case_id", "method", "verdict") else "right",
+                         overflow="fold")
     for row in rows:
-        verdict = {True: "[green]pass[/green]", False: "[bold red]FAIL[/bold red]"}.get(row.get("sanity_pass"), "-")
-        table.add_row(row["case_id"], *[_cell(row.get(key)) for key, _ in shown], verdict)
-    console.stdout.print(table)
+        table.add_row(*[_table_cell(row, key) for key, _ in columns])
+    return table
+
+
+def print_table(rows: list[dict[str, Any]], *, title: str) -> None:
+    """The scores as a table that fits the terminal (80 columns included): case, method and verdict always,
+    then as many of the other columns as fit, in the order of :data:`_TABLE_COLUMNS`; a line under the table
+    names those left out. A failed randomisation check is marked FAIL in red."""
+    from rich.measure import Measurement
+
+    out = console.stdout
+    sources = {"sanity": ("sanity_status", "sanity_pass")}
+    present = [(key, label) for key, label in _TABLE_COLUMNS
+               if any(name in row for row in rows for name in sources.get(key, (key,)))]
+    columns = present[:_ALWAYS]
+    left_out = []
+    unbounded = out.options.update(width=10_000)
+    for column in present[_ALWAYS:]:
+        if Measurement.get(out, unbounded, _score_table(rows, [*columns, column], "")).maximum <= out.width:
+            columns.append(column)
+        else:
+            left_out.append(column[1])
+    out.print(_score_table(rows, columns, title))
+    if left_out:
+        out.print(f"not shown at this width: {', '.join(left_out)} (every column is in the CSV and with --json)",
+                  markup=False, soft_wrap=False)
 
 
 def print_ranking(summary: dict[str, Any], *, models: list[dict[str, Any]]) -> None:
@@ -87,29 +129,36 @@ def register(app: typer.Typer) -> None:
     @app.command("score")
     def score(
         model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model directory (or TorchScript file)."),
-        scans: List[Path] = typer.Argument(..., metavar="SCAN...", help="Scans to explain and score (one case each)."),
+        scans: List[str] = typer.Argument(..., metavar="SCAN...", help="Scans to explain and score (one case each; 'a.nii.gz;b.nii.gz' for several channels)."),
         methods: List[str] = typer.Option([], "--method", "-m", help="Attribution method (repeat); default smoothgrad."),
         masks: List[Path] = typer.Option([], "--mask", help="Ground-truth mask on the scan's grid, one per SCAN in order."),
-        output: Path = typer.Option(..., "-o", "--output", help="scores.csv to write (one row per case x method)."),
+        output: Path = options.out_option("scores.csv to write (one row per case x method)."),
         target: str = typer.Option("predicted", "--target", help="'predicted' or a class name."),
         seed: int = typer.Option(0, "--seed", help="Seed of every random perturbation and randomisation."),
         tolerance_mm: float = typer.Option(0.0, "--tolerance-mm", min=0.0, help="Pointing-game tolerance in mm."),
         sanity_threshold: float = typer.Option(0.5, "--sanity-threshold", help="Fail when the top-5% regions of the map and of the fully randomised model's map overlap (Dice) >= this."),
         sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="Compute max-sensitivity (explains perturbed copies)."),
         sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the model-randomisation sanity check."),
-        device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+        device: str = options.device_option(),
+        classes: Optional[str] = options.classes_option(),
+        spatial_size: Optional[str] = options.spatial_size_option(),
+        spacing: Optional[str] = options.spacing_option(),
+        intensity: Optional[str] = options.intensity_option(),
+        overlap: Optional[float] = options.overlap_option(),
+        blend: Optional[str] = options.blend_option(),
+        sw_batch_size: Optional[int] = options.sw_batch_size_option(),
         json_output: bool = typer.Option(False, "--json", help="Print the rows (with the sanity cascade) as JSON."),
-        trust_model: bool = typer.Option(False, "--trust-model", help="Load TorchScript files and MONAI bundles whose configs contain code; never needed for medxai model directories."),
+        trust_model: bool = options.trust_option(),
     ) -> None:
         """Faithfulness (infidelity, deletion), robustness (max-sensitivity), sanity and, with masks, localisation in mm."""
-        from medxai.attribution.registry import DEFAULT_METHOD
+        from medxai.attribution.defaults import DEFAULT_METHOD
         from medxai.metrics.model_grid import ScoreSettings
         from medxai.metrics.scoring import json_ready, score_cases, score_columns, write_scores_csv
-        from medxai.models.model_dir import load_model
-        from medxai.models.loaded import resolve_device
 
         settings = ScoreSettings(tolerance_mm=tolerance_mm, sanity_threshold=sanity_threshold, sensitivity=sensitivity, sanity=sanity)
-        model = load_model(model_dir, device=resolve_device(device), trust=trust_model)
+        model, = options.ModelOptions(device=device, trust=trust_model, classes=classes, spatial_size=spatial_size,
+                                      spacing=spacing, intensity=intensity,
+                                      overlap=overlap, blend=blend, sw_batch_size=sw_batch_size).load([model_dir])
         with console.progress() as progress:
             rows, failures = score_cases(model, scans, methods=methods or [DEFAULT_METHOD], masks=masks, seed=seed,
                                          target=target, settings=settings, progress=progress)
@@ -126,7 +175,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("validate")
     def validate(
-        output: Path = typer.Option(..., "-o", "--output", help="Folder for validate.csv, validate.json, validate.png."),
+        output: Path = options.out_option("Folder for validate.csv, validate.json, validate.png."),
         quick: bool = typer.Option(False, "--quick", help="A smoke-test size (one seed, a few 16^3 phantoms, two methods)."),
         seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Independently trained models (default 3)."),
         cases: Optional[int] = typer.Option(None, "--cases", min=4, help="Training phantoms per seed (default 128)."),

@@ -21,48 +21,12 @@ import numpy as np
 
 from medxai import __version__
 from medxai.errors import ConfigError
+from medxai.demo_steps import DemoSettings
 from medxai.io.atomic import write_text_atomic
 
 ProgressCallback = Callable[[str, int, int], None]
 MARKER = ".medxai-demo"
 STEPS = ("cohort", "training", "prediction", "explanations", "scores", "segmentation", "radiomics", "reports")
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """Sizes of the demo. The defaults fit in about five minutes on a 2-core CPU; :meth:`quick` in seconds.
-
-    Phantoms are ``size``^3 at 1 mm; the model sees them resized to ``model_size``^3 (its preprocessing), and
-    every heatmap is mapped back onto each phantom's own grid."""
-
-    cases: int = 160
-    size: int = 48
-    model_size: int = 48
-    arch: str = "small"
-    seed: int = 0
-    epochs: int = 30
-    lr: float = 2e-3
-    test_fraction: float = 0.2
-    explain_cases: int = 3
-    methods: tuple[str, ...] = ("smoothgrad", "integrated_gradients", "gradcam", "occlusion")
-    segment_method: str = "smoothgrad"
-    sweep_cases: int = 4  # training lesion cases the segmentation threshold is chosen on
-    radiomics_cases: int = 3
-    expansions_mm: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
-    score_light: bool = False
-
-    @classmethod
-    def quick(cls, *, seed: int = 0, cases: int | None = None) -> "DemoSettings":
-        """Tiny sizes for a smoke run: every step and every output, in seconds rather than minutes."""
-        return cls(cases=cases or 12, size=24, model_size=24, arch="tiny", seed=seed, epochs=1, explain_cases=1,
-                   methods=("smoothgrad", "gradcam"), radiomics_cases=1, expansions_mm=(0.0, 2.0, 4.0), score_light=True,
-                   sweep_cases=2)
-
-    def __post_init__(self) -> None:
-        if self.cases < 8:
-            raise ConfigError(f"the demo needs at least 8 cases (train, validation and held-out), got {self.cases}")
-        if not 0 < self.test_fraction < 0.5:
-            raise ConfigError(f"test fraction must be in (0, 0.5), got {self.test_fraction}")
 
 
 @dataclass
@@ -167,11 +131,12 @@ def run_demo(out_dir: str | Path, *, settings: DemoSettings, progress: ProgressC
     clock = _timed(result, "prediction", clock, progress)
     chosen = pick_cases(test_rows, {p.case_id: p.prediction for p in predictions}, count=settings.explain_cases)
     result.explained = [row["case_id"] for row in chosen]
-    result.metrics["failed_methods"] = explain_cases(model_dir, chosen, out / "explanations", settings=settings,
-                                                     progress=progress)
+    result.metrics["failed_methods"], explanations = explain_cases(model_dir, chosen, out / "explanations",
+                                                                   settings=settings, progress=progress)
     result.outputs["heatmaps (NIfTI)"] = out / "explanations"
     clock = _timed(result, "explanations", clock, progress)
-    score_rows = score_cases(model_dir, chosen, out / "explanations", settings=settings, progress=progress)
+    score_rows = score_cases(model_dir, chosen, out / "explanations", explanations, settings=settings, progress=progress)
+    del explanations  # scored: the heatmaps are on disk
     result.outputs["explanation scores"] = out / "scores.csv"
     clock = _timed(result, "scores", clock, progress)
     result.metrics["segmentation"] = segment_cases(model_dir, chosen, out / "segmentation", settings=settings,

@@ -10,7 +10,7 @@ import contextlib
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, Literal
+from typing import Any, Callable, ClassVar, Iterator, Literal
 
 import torch
 from torch import nn
@@ -18,9 +18,11 @@ from torch import nn
 from medxai.attribution.memory import auto_batch_size
 from medxai.attribution.model_surgery import make_explainable, surgery_applied
 from medxai.attribution.targets import BoundTarget, Target
+from medxai.attribution.timing import Passes
 from medxai.errors import ConfigError
 
 Sign = Literal["signed", "positive"]
+MethodProgress = Callable[[int, int], None]  # (units done, units planned): windows, samples, steps
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,14 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
             with torch.cuda.device(device):
                 torch.cuda.manual_seed(seed)
         yield
+
+
+def input_key(inputs: torch.Tensor) -> tuple[Any, ...]:
+    """A key of ``inputs``' storage, shape, device, version and content (its sum), for what a method works out once
+    per input (its plan, occlusion's windows, the supervoxels): a freed tensor's address can come back holding
+    another input (max-sensitivity's perturbed copies), so the address alone is not enough."""
+    return (inputs.data_ptr(), tuple(inputs.shape), str(inputs.device), inputs._version,
+            float(inputs.detach().double().sum()))
 
 
 def _autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -87,6 +97,7 @@ class AttributionMethod(ABC):
         self.network = network.to(self.device).eval()
         self.params: dict[str, Any] = {}
         self.diagnostics: dict[str, Any] = {}
+        self._plan: tuple[tuple[Any, ...], Passes] | None = None
 
     @classmethod
     def memory_needed(cls, *, backward_bytes: int, forward_bytes: int, batch_size: int) -> int:
@@ -102,8 +113,27 @@ class AttributionMethod(ABC):
             raise ConfigError(f"batch size must be >= 1, got {self.execution.batch_size}")
         return int(self.execution.batch_size)
 
-    def attribute(self, inputs: torch.Tensor, target: Target) -> torch.Tensor:
-        """The heatmap of ``target`` for ``inputs`` ``(1, C, X, Y, Z)`` on the model grid, float32."""
+    def pass_batch(self, count: int) -> int:
+        """Samples per pass for ``count`` units of work: the execution's batch for batching methods, else 1."""
+        if not self.batches or self.execution.batch_size == "auto":
+            return 1
+        return max(1, min(int(self.execution.batch_size), count))
+
+    def planned_passes(self, inputs: torch.Tensor) -> Passes:
+        """The passes :meth:`attribute` will run on ``inputs`` ``(1, C, X, Y, Z)``, for the time pre-flight and the
+        progress; methods that run more than one pass say how many (windows, samples, steps)."""
+        return Passes(count=1, unit="pass", forward=0 if self.needs_gradients else 1, backward=int(self.needs_gradients))
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The half precision this method first tries (CUDA with ``precision="auto"``), None for float32."""
+        return _autocast_dtype(self.device) if self.execution.precision == "auto" else None
+
+    def attribute(self, inputs: torch.Tensor, target: Target, *, progress: MethodProgress | None = None) -> torch.Tensor:
+        """The heatmap of ``target`` for ``inputs`` ``(1, C, X, Y, Z)`` on the model grid, float32.
+
+        ``progress(done, planned)`` is called as the method's units of work (``planned_passes``) go through
+        the network: each forward call of the network is counted by a forward hook, so Captum's loops report too."""
         if inputs.ndim != 5 or inputs.shape[0] != 1:
             raise ConfigError(f"attribution expects one volume shaped (1, C, X, Y, Z), got {tuple(inputs.shape)}")
         if hasattr(inputs, "as_tensor"):  # a MONAI MetaTensor: attribute plain tensors
@@ -111,7 +141,42 @@ class AttributionMethod(ABC):
         inputs = inputs.detach().to(self.device, torch.float32)
         bound = target.bind(self.network, inputs)
         self.diagnostics = {"target": dict(bound.description), "model_surgery": surgery_applied(self.network)}
-        dtype = _autocast_dtype(self.device) if self.execution.precision == "auto" else None
+        with self._counting(bound, inputs, progress):
+            return self._attribute_with_fallback(bound, inputs)
+
+    def plan(self, inputs: torch.Tensor) -> Passes:
+        """:meth:`planned_passes` of ``inputs``, worked out once per input tensor."""
+        key = input_key(inputs)
+        if self._plan is None or self._plan[0] != key:
+            self._plan = (key, self.planned_passes(inputs))
+        return self._plan[1]
+
+    @contextlib.contextmanager
+    def _counting(self, model: nn.Module, inputs: torch.Tensor, progress: MethodProgress | None) -> Iterator[None]:
+        """Report ``progress`` from a forward hook on ``model``: samples seen, less the clean passes that come
+        before the units (``Passes.samples - Passes.count``), capped at the units planned."""
+        if progress is None:
+            yield
+            return
+        plan = self.plan(inputs)
+        overhead, seen = plan.samples - plan.count, 0
+
+        def count(_module: nn.Module, args: tuple[Any, ...], _output: object) -> None:
+            nonlocal seen
+            if args and isinstance(args[0], torch.Tensor):
+                seen += int(args[0].shape[0])
+                progress(min(plan.count, max(0, seen - overhead)), plan.count)
+
+        progress(0, plan.count)
+        handle = model.register_forward_hook(count)
+        try:
+            yield
+        finally:
+            handle.remove()
+        progress(plan.count, plan.count)
+
+    def _attribute_with_fallback(self, bound: BoundTarget, inputs: torch.Tensor) -> torch.Tensor:
+        dtype = self.autocast_dtype
         result = None
         if dtype is not None:
             try:

@@ -5,8 +5,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from medxai.attribution.engine import explain_case
-from medxai.attribution.registry import DEFAULT_METHOD, check_method_names
+import torch
+
+from medxai.attribution.engine import explain_case, parse_target
+from medxai.attribution.defaults import DEFAULT_METHOD
+from medxai.attribution.registry import check_method_names
 from medxai.attribution.writer import write_case
 from medxai.errors import ConfigError, MedxaiError, one_line
 from medxai.io.atomic import output_folder
@@ -45,6 +48,12 @@ def parse_batch_size(text: str) -> int | str:
     return int(text)
 
 
+def check_target(model: Any, case_options: Mapping[str, Any]) -> None:
+    """An unknown ``target`` (or a contrast with a region) is an option error: ConfigError before any case."""
+    region = any(case_options.get(key) is not None for key in ("mask", "box", "voxel"))
+    parse_target(str(case_options.get("target", "predicted")), model.classes, region=torch.zeros(0) if region else None)
+
+
 def explain_scans(
     model: Any,
     scans: Sequence[Sequence[Path]],
@@ -63,6 +72,7 @@ def explain_scans(
     ``case_options`` are :func:`explain_case`'s keyword options (target, mask, box, voxel, seed, ...).
     """
     check_method_names(list(methods))
+    check_target(model, case_options)
     sources = [input_label(paths) for paths in scans]
     for case_id, source in zip(case_ids, sources):  # before any work: never replace another input's folder
         check_case_folder(Path(out_dir) / case_id, source)

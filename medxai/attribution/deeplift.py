@@ -15,6 +15,7 @@ from torch import nn
 
 from medxai.attribution.base import AttributionMethod, Execution
 from medxai.attribution.targets import BoundTarget
+from medxai.attribution.timing import Passes
 
 
 class DeepLiftMethod(AttributionMethod):
@@ -31,6 +32,10 @@ class DeepLiftMethod(AttributionMethod):
     def __init__(self, network: nn.Module, *, execution: Execution | None = None, baseline: float = 0.0) -> None:
         super().__init__(network, execution=execution)
         self.params = {"baseline": float(baseline), "rule": "rescale"}
+
+    def planned_passes(self, inputs: torch.Tensor) -> Passes:
+        """One pass of input and baseline as a batch of 2."""
+        return Passes(count=1, unit="pass", backward=2, batch=2)
 
     def _attribute(self, model: BoundTarget, inputs: torch.Tensor) -> torch.Tensor:
         baselines = torch.full_like(inputs, self.params["baseline"])

@@ -23,14 +23,17 @@ from medxai.attribution.provenance import input_records, library_versions, utc_n
 from medxai.attribution.regions import box_mask, to_model_grid, voxel_mask
 from medxai.attribution.registry import DEFAULT_METHOD, check_method_names, create_method
 from medxai.attribution.targets import ClassTarget, ContrastTarget, PredictedClass, Target, output_kind
+from medxai.attribution.timing import LONG_WORK_S, TimeBudgetExceeded, check_budget, estimate, synchronize
 from medxai.errors import ConfigError
 from medxai.io.naming import case_id_from_path
 from medxai.volume import Volume
 
 ProgressCallback = Callable[[str, int, int], None]
+Notice = Callable[[str], None]  # a one-line diagnostic for the user (the CLI prints it on stderr)
 ScanInput = str | Path | Volume  # a scan channel: a path to read, or a volume already read
 NORMALISATION = "none, raw attribution"
 CAM_METHODS = frozenset({"gradcam", "gradcampp", "smooth_gradcampp"})
+ROI_METHODS = frozenset({"occlusion", "feature_ablation"})  # perturbation methods: the given ROI, else the body
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,15 +144,37 @@ def _regions(reference: Volume, spatial: Any, *, mask: Path | None, box: Sequenc
     return to_model_grid(native, reference, spatial), given[0]
 
 
+@dataclass(frozen=True)
+class TimePolicy:
+    """The time pre-flight of one case: the model's key for cached pass times, the budget per method (None: no
+    limit), where to announce long work, and the progress callback with the case's label."""
+
+    model_key: tuple[str, str]
+    clean_forward_s: float | None = None  # the case's clean forward pass (batch 1): single-pass methods' pass time
+    budget_s: float | None = None
+    notice: Notice | None = None
+    progress: ProgressCallback | None = None
+    label: str = ""
+
+
 def _run_method(name: str, network: nn.Module, inputs: torch.Tensor, target: Target, *, execution: Execution,
-                options: Mapping[str, Any], cost: SampleCost) -> tuple[np.ndarray, dict[str, Any]]:
+                options: Mapping[str, Any], cost: SampleCost, timing: TimePolicy) -> tuple[np.ndarray, dict[str, Any]]:
     """One method's model-grid map (X, Y, Z) and its record (parameters, sign, timing, memory, delta).
-    A method whose estimated largest pass exceeds the free memory is refused (MemoryError) before it runs."""
+    A method whose estimated largest pass exceeds the free memory is refused (MemoryError) before it runs, one whose
+    estimated time exceeds the budget too (TimeBudgetExceeded); work estimated over LONG_WORK_S is announced."""
     needed = admit(name, cost, batch_size=int(execution.batch_size), device=inputs.device)
     method = create_method(name, network, execution=execution, options=options)
+    expected = estimate(name, method.plan(inputs), network, inputs, model_key=timing.model_key, dtype=method.autocast_dtype,
+                        clean_forward_s=timing.clean_forward_s)
+    check_budget(expected, timing.budget_s)
+    label = f"{name} ({timing.label})"
+    if timing.notice is not None and expected.seconds > LONG_WORK_S:
+        timing.notice(expected.summary(label))
+    report = timing.progress if expected.passes.count > 1 else None  # a single pass has nothing to count
     with PeakMemorySampler(inputs.device) as memory:
         started = time.perf_counter()
-        heatmap = method.attribute(inputs, target)
+        heatmap = method.attribute(inputs, target, progress=None if report is None else
+                                   (lambda done, total: report(label, done, total)))
         wall = time.perf_counter() - started
     if not bool(torch.isfinite(heatmap).all()):
         raise ArithmeticError("the heatmap holds non-finite values")
@@ -157,6 +182,7 @@ def _run_method(name: str, network: nn.Module, inputs: torch.Tensor, target: Tar
     record: dict[str, Any] = {
         "parameters": dict(method.params), "sign": method.sign, "normalisation": NORMALISATION,
         "needs_gradients": method.needs_gradients, "reference": method.reference, "wall_s": round(wall, 4),
+        **expected.to_record(), "actual_seconds": round(wall, 3),
         "estimated_pass_mib": round(needed / 2**20, 1), "peak_rss_mib": round(memory.result.rss_mib, 1),
         "peak_cuda_mib": None if memory.result.cuda_mib is None else round(memory.result.cuda_mib, 1),
         "convergence_delta": diagnostics.pop("convergence_delta", None), "diagnostics": diagnostics,
@@ -180,6 +206,8 @@ def explain_case(
     method_options: Mapping[str, Mapping[str, Any]] | None = None,
     case_id: str | None = None,
     progress: ProgressCallback | None = None,
+    time_budget: float | None = None,
+    notice: Notice | None = None,
 ) -> CaseExplanation:
     """Explain ``scan`` (one input, or one per channel: a path, or a ``Volume`` already read, such as one
     series of a DICOM folder) with ``model`` (a ``LoadedModel``). A scan given as volumes needs ``case_id``;
@@ -187,9 +215,18 @@ def explain_case(
 
     ``target``: ``predicted``, a class name or ``A-B``. ``mask``/``box``/``voxel`` (native grid): for
     segmentation outputs (or weakly-supervised models' heatmaps) the region whose summed class logit is
-    explained; for classification models the region of interest occlusion is restricted to. A method
-    that runs out of memory or yields non-finite values is reported in ``failed``; the others still run.
+    explained; for classification models the region of interest occlusion and supervoxel ablation are
+    restricted to (by default: the body, the scan's foreground on the model grid). A method that runs out of
+    memory or yields non-finite values is reported in ``failed``; the others still run.
+
+    Before each method runs its time is estimated (its passes x a timed pass of this model on this device; for a
+    single-pass method, this case's clean forward pass unless that pass was timed already, ``timing.estimate``):
+    ``time_budget`` (seconds) refuses a method estimated over it (reported in ``failed``), ``notice`` gets a line
+    for work estimated over 30 s, and ``progress`` counts each method's windows, samples or steps as
+    ``"<method> (<case_id>)"``. The record holds each method's ``estimated_seconds`` and ``actual_seconds``.
     """
+    if time_budget is not None and not time_budget > 0:
+        raise ConfigError(f"the time budget must be a positive number of seconds, got {time_budget}")
     methods = list(methods) or [DEFAULT_METHOD]
     check_method_names(methods)
     options = {name: dict(value) for name, value in (method_options or {}).items()}
@@ -205,9 +242,21 @@ def explain_case(
     spacing = tuple(float(s) for s in np.linalg.norm(np.asarray(prepared.tensor.affine)[:3, :3], axis=0))
     region, region_kind = _regions(reference, model.preprocessor.spatial, mask=mask, box=box, voxel=voxel)
     with torch.no_grad():
+        started = time.perf_counter()
         output = network(inputs).float()
+        synchronize(torch_device)
+        clean_forward_s = time.perf_counter() - started
     kind = output_kind(output, inputs)
     prediction = _prediction(output, kind, model.classes)
+    if getattr(model, "sliding_window", None) is not None:  # trained on patches: each window explained on its own
+        from medxai.attribution.windows import explain_in_windows
+
+        heatmaps, model_maps, record, failed = explain_in_windows(
+            model, prepared, channels, case_id=case_id, methods=methods, goal=parse_target(target, model.classes),
+            output=output, prediction=prediction, region_kind=region_kind, seed=seed, device=torch_device,
+            batch_size=batch_size, options=options, progress=progress, time_budget=time_budget, notice=notice)
+        record["target"] = _target_record(target, None, record["methods"], model.classes)
+        return CaseExplanation(case_id=case_id, heatmaps=heatmaps, model_maps=model_maps, record=record, failed=failed)
     explained, target_region, roi = network, None, None
     if region is not None and kind == "classification" and hasattr(network, "heatmaps"):
         explained, target_region = HeatmapOutput(network), region
@@ -217,8 +266,8 @@ def explain_case(
         if region_kind == "voxel":
             raise ConfigError("a voxel target needs a segmentation model; for a classifier give --mask or --box as occlusion ROI")
         roi = region
-    if roi is not None and "occlusion" in methods:
-        options.setdefault("occlusion", {}).setdefault("roi", roi)
+    for name in ROI_METHODS & set(methods):
+        options.setdefault(name, {}).setdefault("roi", roi if roi is not None else "body")
     layer = getattr(model, "target_layer", None)  # the CAM layer the architecture registered, if any
     for name in CAM_METHODS & set(methods):
         if layer and "layer" not in options.get(name, {}):
@@ -234,12 +283,18 @@ def explain_case(
     model_maps: dict[str, np.ndarray] = {}
     records: dict[str, Any] = {}
     failed: dict[str, str] = {}
+    refused: dict[str, Any] = {}
+    timing = TimePolicy(model_key=(str(model.sha256), type(explained).__name__), budget_s=time_budget, notice=notice,
+                        progress=progress, label=case_id, clean_forward_s=clean_forward_s if explained is network else None)
     for done, name in enumerate(methods):
         if progress is not None:  # one bar per case, advancing method by method
             progress(f"explain {case_id}", done, len(methods))
         try:
             model_map, record = _run_method(name, explained, inputs, goal, execution=execution, options=options.get(name, {}),
-                                            cost=cost)
+                                            cost=cost, timing=timing)
+        except TimeBudgetExceeded as error:  # refused before it ran
+            failed[name], refused[name] = str(error), error.estimate.to_record()
+            continue
         except (RuntimeError, MemoryError, ArithmeticError) as error:  # resources or numerics, not bad input
             failed[name] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
             continue
@@ -262,5 +317,6 @@ def explain_case(
                  "model_shape": list(inputs.shape[2:]), "model_spacing_mm": [round(s, 6) for s in spacing]},
         "versions": library_versions(), "date": utc_now(),
         "methods": records, "failed_methods": failed,
+        "time_budget": {"budget_s": time_budget, "refused": refused},
     }
     return CaseExplanation(case_id=case_id, heatmaps=heatmaps, model_maps=model_maps, record=record, failed=failed)

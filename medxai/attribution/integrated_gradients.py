@@ -15,6 +15,7 @@ from torch import nn
 
 from medxai.attribution.base import AttributionMethod, Execution
 from medxai.attribution.targets import BoundTarget
+from medxai.attribution.timing import Passes
 from medxai.errors import ConfigError
 
 ABSOLUTE_TOLERANCE = 1e-6  # an output change this small counts as converged whatever its relative gap
@@ -43,6 +44,11 @@ class IntegratedGradientsMethod(AttributionMethod):
             raise ConfigError(f"integrated_gradients needs 1 <= n_steps <= max_steps, got {n_steps} and {max_steps}")
         self.params = {"n_steps": n_steps, "max_steps": max_steps, "tolerance": tolerance, "baseline": float(baseline),
                        "method": "gausslegendre"}
+
+    def planned_passes(self, inputs: torch.Tensor) -> Passes:
+        """F(x) and F(baseline), then ``n_steps`` gradient steps (more only if completeness is not reached)."""
+        steps = self.params["n_steps"]
+        return Passes(count=steps, unit="steps", forward=2, backward=steps, batch=self.pass_batch(steps))
 
     def _attribute(self, model: BoundTarget, inputs: torch.Tensor) -> torch.Tensor:
         baselines = torch.full_like(inputs, self.params["baseline"])

@@ -23,6 +23,7 @@ from medxai.attribution.base import AttributionMethod, Execution
 from medxai.attribution.derived import derived_network
 from medxai.attribution.lrp_surgery import Concatenation, GatedProduct, RelevancePassThrough, lrp_network
 from medxai.attribution.targets import BoundTarget, ClassLogit, ContrastLogit, RegionLogit
+from medxai.attribution.timing import Passes
 
 _EPSILON_LAYERS = (
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear,
@@ -60,6 +61,10 @@ class LrpMethod(AttributionMethod):
         super().__init__(network, execution=execution)
         self.params = {"rule": "epsilon", "epsilon": epsilon, "batch_norm": "folded into the preceding convolution",
                        "residual_additions": "split (Addition_Module)", "gates": "held constant"}
+
+    def planned_passes(self, inputs: torch.Tensor) -> Passes:
+        """Captum's LRP: a forward with the rules' hooks, then a forward+backward on the graph."""
+        return Passes(count=1, unit="pass", forward=1, backward=1)
 
     def _attribute(self, model: BoundTarget, inputs: torch.Tensor) -> torch.Tensor:
         prepared = derived_network(model.network, "lrp", lambda network: lrp_network(network, inputs),

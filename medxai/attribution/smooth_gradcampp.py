@@ -19,6 +19,7 @@ from medxai.attribution.cam import activation_and_gradient, weighted_map
 from medxai.attribution.gradcam import CamMethod
 from medxai.attribution.gradcampp import gradcampp_weights
 from medxai.attribution.targets import BoundTarget
+from medxai.attribution.timing import Passes
 from medxai.errors import ConfigError
 
 
@@ -43,6 +44,11 @@ class SmoothGradCamPlusPlusMethod(CamMethod):
             raise ConfigError(f"smooth_gradcampp needs n_samples >= 1 and noise_level >= 0, got {n_samples}, {noise_level}")
         self.params.update({"n_samples": n_samples, "noise_level": noise_level,
                             "alpha": "exponential-output closed form on noise-averaged g, g^2, g^3"})
+
+    def planned_passes(self, inputs: torch.Tensor) -> Passes:
+        """The clean input's activation and gradient, then ``n_samples`` noisy ones."""
+        samples = self.params["n_samples"]
+        return Passes(count=samples, unit="samples", backward=1 + samples, batch=self.pass_batch(samples))
 
     def _attribute(self, model: BoundTarget, inputs: torch.Tensor) -> torch.Tensor:
         layer = self.layer(model, inputs)

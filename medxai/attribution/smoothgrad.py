@@ -14,6 +14,7 @@ from torch import nn
 
 from medxai.attribution.base import AttributionMethod, Execution
 from medxai.attribution.targets import BoundTarget
+from medxai.attribution.timing import Passes
 from medxai.errors import ConfigError
 
 
@@ -32,6 +33,10 @@ class SmoothGradMethod(AttributionMethod):
         if n_samples < 1 or noise_level < 0:
             raise ConfigError(f"smoothgrad needs n_samples >= 1 and noise_level >= 0, got {n_samples}, {noise_level}")
         self.params = {"n_samples": n_samples, "noise_level": noise_level, "gradient": "absolute"}
+
+    def planned_passes(self, inputs: torch.Tensor) -> Passes:
+        samples = self.params["n_samples"]
+        return Passes(count=samples, unit="samples", backward=samples, batch=self.pass_batch(samples))
 
     def _attribute(self, model: BoundTarget, inputs: torch.Tensor) -> torch.Tensor:
         stdev = self.params["noise_level"] * float(inputs.max() - inputs.min())

@@ -23,7 +23,7 @@ from torch import nn
 
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.atomic import write_text_atomic
-from medxai.io.naming import input_label, unique_case_ids
+from medxai.models.predict import scan_channels, scan_source, unique_case_ids
 from medxai.io.readers import read_mask
 from medxai.metrics.localisation import localisation_scores
 from medxai.metrics.model_grid import (
@@ -153,7 +153,12 @@ def method_explainer(name: str, network: nn.Module, *, seed: int, spacing: tuple
     from medxai.attribution.base import Execution
     from medxai.attribution.registry import create_method
     from medxai.attribution.targets import ClassTarget
+    from medxai.models.sliding import SlidingWindowNetwork
 
+    if isinstance(network, SlidingWindowNetwork):  # window by window, as the written map was made
+        from medxai.attribution.windows import window_explainer
+
+        return window_explainer(name, network, seed=seed, index=index, options=options)
     device = next((p.device for p in network.parameters()), torch.device("cpu"))
     execution = Execution(device=str(device), seed=seed, spacing_mm=spacing)
     main = create_method(name, network, execution=execution, options=options)
@@ -259,16 +264,33 @@ def score_case(
     mask_volume = mask if isinstance(mask, Volume) or mask is None else read_mask(mask, volumes[0])
     explanation = explain_case(model, volumes, methods=methods, target=target, seed=seed, method_options=method_options,
                                case_id=case_id)
+    return score_explained(model, volumes, explanation, mask=mask_volume, seed=seed, settings=settings,
+                           method_options=method_options, progress=progress)
+
+
+def score_explained(
+    model: Any,
+    volumes: Sequence[Volume],
+    explanation: Any,
+    *,
+    mask: Volume | None = None,
+    seed: int = 0,
+    settings: ScoreSettings | None = None,
+    method_options: Mapping[str, Mapping[str, Any]] | None = None,
+    progress: ProgressCallback | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`score_explanation` of an explanation already made of ``volumes`` (the pipeline's explain
+    stage's): the heatmaps are scored, not computed again; the class is the one the explanation resolved."""
     resolved = explanation.record["target"]["resolved"] or {}
-    class_name = model.classes[resolved["class_index"]] if "class_index" in resolved else target
+    class_name = model.classes[resolved["class_index"]] if "class_index" in resolved else explanation.record["target"]["requested"]
     _, case = prepare_case(model, volumes, target=class_name)
-    return score_explanation(model, explanation, case, mask=mask_volume, seed=seed, settings=settings,
+    return score_explanation(model, explanation, case, mask=mask, seed=seed, settings=settings,
                              method_options=method_options, progress=progress)
 
 
 def score_cases(
     model: Any,
-    scans: Sequence[str | Path],
+    scans: Sequence[str | Path | Sequence[str | Path]],
     *,
     methods: Sequence[str],
     masks: Sequence[str | Path] | None = None,
@@ -277,17 +299,19 @@ def score_cases(
     settings: ScoreSettings | None = None,
     progress: ProgressCallback | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, InvalidInputError]]]:
-    """:func:`score_case` over several scans (``masks`` empty or one per scan, in order); a scan that cannot
-    be used is recorded in the failures (case id, error) and the batch goes on."""
+    """:func:`score_case` over several scans (each one path, ``a.nii.gz;b.nii.gz`` or a sequence of channel
+    paths; ``masks`` empty or one per scan, in order); a scan that cannot be used is recorded in the failures (case id, error) and the batch goes on."""
     if masks and len(masks) != len(scans):
         raise ConfigError(f"give one mask per scan or none: {len(masks)} masks for {len(scans)} scans")
     rows: list[dict[str, Any]] = []
     failures: list[tuple[str, InvalidInputError]] = []
+    if target != "predicted" and target not in model.classes:  # an option error: before the first case
+        raise ConfigError(f"score explains one class: target must be 'predicted' or one of {', '.join(model.classes)}")
     for done, (scan, case_id) in enumerate(zip(scans, unique_case_ids(scans))):
         try:
-            rows += [{**row, "input": input_label([scan])} for row in score_case(
-                model, scan, methods=methods, mask=masks[done] if masks else None, seed=seed, target=target,
-                settings=settings, case_id=case_id)]
+            rows += [{**row, "input": scan_source(scan)} for row in score_case(
+                model, list(scan_channels(scan)), methods=methods, mask=masks[done] if masks else None, seed=seed,
+                target=target, settings=settings, case_id=case_id)]
         except InvalidInputError as error:
             failures.append((case_id, error))
         if progress is not None:

@@ -3,6 +3,7 @@ before anything is allocated. Its own module so the loaders (:mod:`medxai.models
 :mod:`medxai.models.byo`) and every user of a loaded model import it without importing each other."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from torch import nn
 
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.models.preprocessing import Preprocessor
+from medxai.models.sliding import SlidingWindow, SlidingWindowNetwork, absence_index, scan_score_rule
 
 # What a model may plausibly ask for; checked before anything is allocated.
 MAX_CLASSES = 1000
@@ -25,7 +27,11 @@ SPACING_MM = (0.01, 100.0)
 
 @dataclass(eq=False)
 class LoadedModel:
-    """A model ready for inference: ``network(x) -> logits (N, len(classes))`` in eval mode on its device."""
+    """A model ready for inference: ``network(x) -> logits (N, len(classes))`` in eval mode on its device.
+
+    ``sliding_window``: set for a model trained on patches; its ``network`` is then a
+    :class:`~medxai.models.sliding.SlidingWindowNetwork` and its preprocessor resamples whole scans to the
+    training spacing (see :mod:`medxai.models.sliding`)."""
 
     network: nn.Module
     arch: str
@@ -36,6 +42,7 @@ class LoadedModel:
     path: Path
     info: dict[str, Any] = field(default_factory=dict)
     target_layer: str | None = None
+    sliding_window: SlidingWindow | None = None
 
     @property
     def device(self) -> torch.device:
@@ -82,3 +89,37 @@ def check_spatial_size(size: Any, *, path: Path, what: str = "spatial size") -> 
             path=path,
         )
     return (size[0], size[1], size[2])
+
+
+def windowed(model: LoadedModel, window: SlidingWindow) -> LoadedModel:
+    """``model`` run by sliding windows: its network wrapped, its preprocessing resampling the whole scan to
+    ``window.spacing_mm`` (no resize), ``sliding_window`` set."""
+    base = model.network.base if isinstance(model.network, SlidingWindowNetwork) else model.network
+    return dataclasses.replace(
+        model, network=SlidingWindowNetwork(base, window, absence=absence_index(base, model.classes),
+                                            num_classes=len(model.classes)),
+        preprocessor=Preprocessor(model.preprocessor.config, window_spacing=window.spacing_mm), sliding_window=window,
+    )
+
+
+def with_window_options(model: LoadedModel, *, overlap: float | None = None, blend: str | None = None,
+                        sw_batch_size: int | None = None) -> LoadedModel:
+    """A sliding-window ``model`` with the recorded overlap/blend or the window batch overridden (ConfigError for
+    a model trained on whole volumes when any is given)."""
+    given = {key: value for key, value in (("overlap", overlap), ("blend", blend), ("sw_batch_size", sw_batch_size))
+             if value is not None}
+    if not given:
+        return model
+    if model.sliding_window is None:
+        raise ConfigError(f"{', '.join(given)} only apply to models trained on patches (this one saw whole volumes)")
+    return windowed(model, dataclasses.replace(model.sliding_window, **given))
+
+
+def window_record(model: LoadedModel) -> dict[str, Any] | None:
+    """What explanations and segmentations record about the windows (None for whole-volume models)."""
+    window = model.sliding_window
+    if window is None:
+        return None
+    absence = getattr(model.network, "absence", None)
+    return {**window.to_record(), "sw_batch_size": window.sw_batch_size,
+            "scan_score": scan_score_rule(None if absence is None else model.classes[absence])}

@@ -31,8 +31,9 @@ from medxai.models.preprocessing import PreprocessingConfig, Preprocessor
 from medxai.models.registry import TASKS, build_network, get_architecture
 from medxai.models.loaded import (
     MAX_CHANNELS, MAX_CLASSES, SPACING_MM, LoadedModel, check_spatial_size, is_whole_number, resolve_device,
-    sha256_bytes,
+    sha256_bytes, windowed,
 )
+from medxai.models.sliding import SlidingWindow
 from medxai.models.weakseg.base import GlobalMaxPoolingNetwork
 
 MODEL_JSON = "medxai-model.json"
@@ -89,10 +90,16 @@ def staged_directory(path: str | Path) -> Iterator[Path]:
 def write_model_files(
     folder: Path, *, network: nn.Module, arch: str, classes: Sequence[str], task: str,
     preprocessing: PreprocessingConfig, training: Mapping[str, Any], metrics: Mapping[str, Any],
+    sliding_window: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write weights and ``medxai-model.json`` into ``folder`` (no atomicity; see :func:`save_model_dir`)."""
+    """Write weights and ``medxai-model.json`` into ``folder`` (no atomicity; see :func:`save_model_dir`).
+
+    ``sliding_window`` (a network trained on patches): ``{"patch_size": [x, y, z] voxels, "spacing_mm":
+    [sx, sy, sz], "overlap": 0.25, "blend": "gaussian"}`` (:class:`~medxai.models.sliding.SlidingWindow`);
+    whole scans are then run by sliding windows at that spacing. None: a model of whole volumes."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r} (expected {', '.join(TASKS)})")
+    window = None if sliding_window is None else SlidingWindow.from_record(sliding_window)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in network.state_dict().items()}
     blob = save_safetensors(state, metadata={"format": FORMAT})  # one key: safetensors orders keys arbitrarily
     (folder / WEIGHTS).write_bytes(blob)
@@ -117,6 +124,8 @@ def write_model_files(
         "versions": versions(),
         "weights": {"file": WEIGHTS, "sha256": sha256_bytes(blob)},
     }
+    if window is not None:
+        info["sliding_window"] = window.to_record()
     (folder / MODEL_JSON).write_text(json.dumps(info, indent=2, default=_json_default) + "\n", encoding="utf-8")
     return info
 
@@ -124,13 +133,14 @@ def write_model_files(
 def save_model_dir(
     path: str | Path, *, network: nn.Module, arch: str, classes: Sequence[str], task: str,
     preprocessing: PreprocessingConfig, training: Mapping[str, Any], metrics: Mapping[str, Any],
-    extra_files: Mapping[str, str] | None = None,
+    extra_files: Mapping[str, str] | None = None, sliding_window: Mapping[str, Any] | None = None,
 ) -> None:
-    """Write a complete model directory atomically (``extra_files``: name -> text, e.g. ``metrics.csv``)."""
+    """Write a complete model directory atomically (``extra_files``: name -> text, e.g. ``metrics.csv``;
+    ``sliding_window``: see :func:`write_model_files`)."""
     with staged_directory(path) as staging:
         write_model_files(
             staging, network=network, arch=arch, classes=classes, task=task,
-            preprocessing=preprocessing, training=training, metrics=metrics,
+            preprocessing=preprocessing, training=training, metrics=metrics, sliding_window=sliding_window,
         )
         for name, text in (extra_files or {}).items():
             (staging / Path(name).name).write_text(text, encoding="utf-8")
@@ -227,6 +237,11 @@ def _check_description(info: Any, path: Path) -> None:
         f"preprocessing.spacing must be null or three sizes of {SPACING_MM[0]}..{SPACING_MM[1]} mm")
     check_spatial_size(kwargs.get("spatial_size"), path=path, what="arch_kwargs.spatial_size")
     check_spatial_size(preprocessing.get("spatial_size"), path=path, what="preprocessing.spatial_size")
+    if info.get("sliding_window") is not None:
+        try:
+            SlidingWindow.from_record(info["sliding_window"])
+        except ConfigError as error:
+            raise InvalidInputError(error.problem, path=path) from None
 
 
 def _read_info(folder: Path) -> dict[str, Any]:
@@ -270,7 +285,10 @@ def _load_medxai_dir(folder: Path, device: torch.device) -> LoadedModel:
         first = str(error).strip().splitlines()[0]
         raise InvalidInputError(f"weights do not fit architecture {info['arch']!r} ({first})", path=weights_path) from None
     network.to(device).eval()
-    return LoadedModel(
+    model = LoadedModel(
         network=network, arch=info["arch"], classes=[str(c) for c in info["classes"]], task=info["task"],
         preprocessor=Preprocessor(preprocessing), sha256=digest, path=folder, info=info, target_layer=spec.target_layer,
     )
+    if info.get("sliding_window") is None:
+        return model
+    return windowed(model, SlidingWindow.from_record(info["sliding_window"]))

@@ -72,9 +72,12 @@ def prepared_input(model: LoadedModel, channels: Sequence[Volume]) -> torch.Tens
 
 
 def network_probabilities(model: LoadedModel, prepared: Sequence[torch.Tensor]) -> np.ndarray:
-    """Softmax probabilities (N, classes) of one model for N prepared inputs."""
+    """Softmax probabilities (N, classes) of one model for N prepared inputs. A patch-trained model sees each
+    whole scan (of its own size) by sliding windows, one scan per pass; its scan score is the aggregation of
+    :mod:`medxai.models.sliding`."""
+    batches = [[item] for item in prepared] if model.sliding_window is not None else [list(prepared)]
     with torch.inference_mode():
-        logits = model.network(torch.stack(list(prepared)).to(model.device, torch.float32)).float()
+        logits = torch.cat([model.network(torch.stack(batch).to(model.device, torch.float32)).float() for batch in batches])
     return torch.softmax(logits, dim=1).cpu().numpy()
 
 

@@ -159,17 +159,23 @@ def _normalise(data: np.ndarray, setting: ChannelIntensity) -> np.ndarray:
 
 
 class Preprocessor:
-    """Applies a :class:`PreprocessingConfig` and inverts its spatial part for any model-grid map."""
+    """Applies a :class:`PreprocessingConfig` and inverts its spatial part for any model-grid map.
 
-    def __init__(self, config: PreprocessingConfig) -> None:
+    ``window_spacing`` (models trained on patches, :mod:`medxai.models.sliding`): the whole scan is resampled to
+    that spacing and kept whole (no resize, no pad/crop), for sliding windows of the patch size to run over it."""
+
+    def __init__(self, config: PreprocessingConfig, *, window_spacing: Sequence[float] | None = None) -> None:
         self.config = config
+        self.window_spacing = None if window_spacing is None else tuple(float(s) for s in window_spacing)
         steps: list[Any] = [Orientationd(keys=_KEY, axcodes=config.orientation, labels=None)]
-        if config.spacing is not None:
-            steps.append(Spacingd(keys=_KEY, pixdim=config.spacing, mode="bilinear", padding_mode="border"))
-        if config.fit == "resize":
-            steps.append(Resized(keys=_KEY, spatial_size=config.spatial_size, mode="trilinear", anti_aliasing=True))
-        else:
-            steps.append(ResizeWithPadOrCropd(keys=_KEY, spatial_size=config.spatial_size, mode="constant"))
+        spacing = self.window_spacing or config.spacing
+        if spacing is not None:
+            steps.append(Spacingd(keys=_KEY, pixdim=spacing, mode="bilinear", padding_mode="border"))
+        if self.window_spacing is None:  # else the whole scan at the training spacing: the inferer cuts the windows
+            if config.fit == "resize":
+                steps.append(Resized(keys=_KEY, spatial_size=config.spatial_size, mode="trilinear", anti_aliasing=True))
+            else:
+                steps.append(ResizeWithPadOrCropd(keys=_KEY, spatial_size=config.spatial_size, mode="constant"))
         self.spatial = Compose(steps)
 
     def prepare(self, volumes: Sequence[Volume]) -> PreparedInput:

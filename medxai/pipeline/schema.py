@@ -18,6 +18,7 @@ import yaml
 
 from medxai.errors import ConfigError
 from medxai.io.data_files import parse_yaml as parse_data_yaml, yaml_problem
+from medxai.attribution.defaults import DEFAULT_METHOD
 from medxai.radiomics.params import PRESETS as RADIOMICS_PRESETS
 
 # Pipeline files are a few dozen keys: these bounds refuse alias bombs ("billion laughs") and huge files fast.
@@ -31,7 +32,7 @@ def parse_yaml(text: str) -> Any:
     return parse_data_yaml(text, max_values=MAX_NODES)
 
 
-_KINDS = ("bool", "int", "number", "str", "path", "device", "str_list", "number_list", "target")
+_KINDS = ("bool", "int", "number", "str", "path", "device", "str_list", "number_list", "target", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,18 @@ SECTIONS: dict[str, dict[str, Key]] = {
     },
     "model": {
         "path": Key("path", None, "model directory (medxai train output)", nullable=True),
-        "device": Key("device", "cpu", "cpu, cuda, cuda:N or auto"),
+        "device": Key("device", "auto", "auto (CUDA when available), cpu, cuda or cuda:N"),
         "predict": Key("bool", False, "write prediction.json (class probabilities) for every case"),
         "trust": Key("bool", False, "load TorchScript files and MONAI bundles whose configs contain code "
                      "(--trust-model); never needed for medxai model directories"),
     },
     "explain": _stage(
-        methods=Key("str_list", ["integrated_gradients"], "attribution methods (medxai explain --method)"),
+        methods=Key("str_list", [DEFAULT_METHOD], "attribution methods (medxai explain --method)"),
         target=Key("target", "predicted", "'predicted' or a class name"),
         seed=Key("int", 0, "random seed of stochastic methods", minimum=0),
-        batch_size=Key("int", 8, "perturbed inputs per forward pass", minimum=1),
+        batch_size=Key("batch_size", "auto", "perturbed inputs per forward pass: auto (fits free memory) or N", minimum=1),
+        time_budget=Key("number", None, "seconds: a method estimated to take longer is refused before it runs "
+                        "(medxai explain --time-budget)", nullable=True, minimum=0),
     ),
     "score": _stage(
         methods=Key("str_list", None, "methods to score (default: explain.methods)", nullable=True),
@@ -85,7 +88,12 @@ SECTIONS: dict[str, dict[str, Key]] = {
     ),
     "segment": _stage(
         method=Key("str", "own", "'own' (the model's class heatmaps: gp-* models) or an attribution method"),
-        threshold=Key("str", "multiotsu-offset:0.5", "multiotsu-offset[:OFFSET], otsu, percentile:P or fixed:T"),
+        threshold=Key("str", None, "multiotsu-offset[:OFFSET], multiotsu:K, body-quantile:Q, otsu, percentile:P or "
+                      "fixed:T (default: the model's threshold.json rule for this method, else multiotsu-offset:0.5)",
+                      nullable=True),
+        refine=Key("str", "auto", "re-draw the margin from the image: otsu, fcm, gmm, kmeans, none or auto (the saved "
+                   "choice, else otsu for the model's own map, none for post-hoc maps)"),
+        refine_margin_mm=Key("number", 3.0, "margin in mm around the thresholded component for refine", minimum=0),
         target=Key("target", "predicted", "'predicted' or a class name"),
         negative_class=Key("str", "normal", "a case predicted as this class gets an empty mask", nullable=True),
         keep_largest=Key("bool", False, "keep only the largest connected component"),
@@ -107,6 +115,8 @@ SECTIONS: dict[str, dict[str, Key]] = {
         cohort_summary=Key("bool", True, "write the one-page OUT/summary.pdf at the end of the run"),
         page_size=Key("str", "A4", "A4 or letter"),
         percentile=Key("number", 95.0, "heatmap display: values below this percentile are transparent", minimum=0),
+        window=Key("str", None, "grey window of the images: soft-tissue, lung, brain, bone or WIDTH,LEVEL "
+                   "(default: from the scan's modality and description; MR: 1st-99th percentile)", nullable=True),
     ),
     "dicom": {"enabled": Key("bool", False, "write OUT/<case_id>/dicom/: SEG, parametric maps, encapsulated PDF and "
                              "SR of what the other stages wrote (needs DICOM series inputs)")},
@@ -319,6 +329,7 @@ _TYPE_CHECKS = {
     "str_list": lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(i, str) and i for i in v),
     "number_list": lambda v: isinstance(v, list) and len(v) > 0 and all(_is_number(i) for i in v),
     "target": lambda v: isinstance(v, str) and v != "",
+    "batch_size": lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool)),
 }
 _EXPECTED = {
     "bool": "true or false",
@@ -330,6 +341,7 @@ _EXPECTED = {
     "str_list": "a non-empty list of strings",
     "number_list": "a non-empty list of numbers",
     "target": "'predicted' or a class name",
+    "batch_size": "auto or a positive integer",
 }
 
 

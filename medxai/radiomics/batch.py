@@ -4,7 +4,7 @@ Cases run in worker processes (``concurrent.futures.ProcessPoolExecutor``); each
 atomically as a part CSV in a work folder, named with a fingerprint of the case and the settings, so a
 rerun with the same settings skips finished cases and a rerun with other settings (or another medxai or
 PyRadiomics version, or a changed input file) recomputes them. A failing case is reported and the others
-go on (the batch then ends with ``BatchIncompleteError``). An interrupted batch (Ctrl-C) starts no
+go on (the summary lists it with its reason; the CLI exits 3). An interrupted batch (Ctrl-C) starts no
 further case; the cases in flight end (finished, or interrupted themselves when the signal reached the
 workers too) and a rerun resumes from the finished parts.
 """
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from medxai.errors import BatchIncompleteError, MedxaiError
+from medxai.errors import MedxaiError
 from medxai.io.atomic import OutputError, atomic_path
 from medxai.io.naming import check_case_folder
 from medxai.radiomics.cases import CaseSpec, ExtractionOptions, case_regions, lesion_columns, saved_masks_complete
@@ -136,7 +136,8 @@ def run_extraction(
     """Extract features for every case into ``output`` (CSV), resumable through ``work_dir``.
 
     A single case runs in this process and its errors propagate as they are; in a batch, failed cases
-    are left out of the CSV and reported together by ``BatchIncompleteError`` (exit 3).
+    are left out of the CSV and listed in ``summary.failed`` (case id -> one-line reason) for the caller to
+    report (the CLI's exit 3).
     """
     output = Path(output)
     load_extractor(options.params)  # a bad parameter file fails here, before any case runs
@@ -180,10 +181,4 @@ def run_extraction(
             pool.shutdown(wait=True, cancel_futures=not finished_all)
     finished = [parts[case.case_id] for case in cases if case.case_id not in summary.failed]
     summary.rows = _merge(finished, output)
-    if summary.failed:
-        detail = "; ".join(f"{case_id}: {reason}" for case_id, reason in summary.failed.items())
-        raise BatchIncompleteError(
-            f"{len(summary.failed)} of {len(cases)} cases failed ({detail}); the other cases are in {output}",
-            failed=list(summary.failed),
-        )
     return summary

@@ -1,5 +1,6 @@
-"""The one-page cohort summary of a batch: cases and their status, predictions, failures with their
-reasons, and the distribution of each explanation score per method (box plots).
+"""The one-page cohort summary of a batch: the model, cases and their status, predictions, failures with
+their reasons, the weakly-supervised segmentation's quality, and the distribution of each explanation score
+per method (box plots, captioned with the metrics they show).
 
 Input is a run folder (``medxai run`` output: ``manifest.csv``, ``scores.csv``, per-case ``prediction.json``
 / ``explanations.json`` / ``scan.json``) or a :class:`Cohort` built by the caller (the demo).
@@ -17,12 +18,23 @@ from reportlab.platypus import Flowable, KeepInFrame, Paragraph, Spacer, Table, 
 
 from medxai.errors import InvalidInputError
 from medxai.report import layout
-from medxai.report.figures import bar_counts, box_plots
+from medxai.report.figures import bar_counts, box_plots, shown_metrics
 from medxai.report.layout import Styles, text
 from medxai.metrics.verdict import VERDICTS
 from medxai.report.verdicts import number, row_verdict
 
 BOX_METRICS = ("infidelity", "max_sensitivity", "sanity_spearman", "mass_in_mask", "auroc", "com_distance_mm")
+# metric -> (panel title, what a reader should know: better direction)
+METRIC_WORDS = {
+    "infidelity": ("infidelity ↓", "infidelity: lower is better"),
+    "max_sensitivity": ("max-sensitivity ↓", "max-sensitivity: lower is better"),
+    "sanity_spearman": ("randomisation Spearman ↓", "randomisation Spearman (rank correlation with the randomised "
+                        "model's map): lower is better"),
+    "mass_in_mask": ("mass in lesion ↑", "mass in lesion (share of positive attribution inside the lesion): higher "
+                     "is better"),
+    "auroc": ("lesion AUROC ↑", "lesion-vs-background AUROC: higher is better"),
+    "com_distance_mm": ("centre-of-mass distance (mm) ↓", "centre-of-mass distance to the lesion, mm: lower is better"),
+}
 MAX_FAILURES_LISTED = 8
 
 
@@ -36,6 +48,7 @@ class CohortCase:
     prediction: str | None = None
     probability: float | None = None
     label: str | None = None
+    segmentation: str = ""  # "ok", "failed: <reason>" or "" (not segmented), as in the run's manifest
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,7 @@ class Cohort:
     cases: Sequence[CohortCase]
     scores: Sequence[Mapping[str, str]] = ()
     notes: Sequence[str] = field(default_factory=tuple)
+    model: str | None = None  # which model: its name and a short hash of its weights
 
 
 def _json_or_empty(path: Path) -> dict[str, Any]:
@@ -80,6 +94,23 @@ def _predicted(folder: Path) -> tuple[str | None, float | None]:
     return None, None
 
 
+def _segmentation_status(row: Mapping[str, str], folder: Path) -> str:
+    """The manifest's ``segmentation`` cell, else the case's ``segmentation.json`` status."""
+    if row.get("segmentation"):
+        return str(row["segmentation"])
+    record = _json_or_empty(folder / "segmentation.json")
+    if not record:
+        return ""
+    return f"failed: {record.get('reason') or 'no reason recorded'}" if record.get("status") == "failed" else "ok"
+
+
+def model_line(name: str | None, sha256: str | None) -> str | None:
+    """``<name> (weights sha256 0123456789ab…)``, or None when neither is known."""
+    if not name and not sha256:
+        return None
+    return f"{name or 'unnamed model'} (weights sha256 {sha256[:12]}…)" if sha256 else str(name)
+
+
 def collect_run(run_dir: str | Path) -> Cohort:
     """A :class:`Cohort` from a ``medxai run`` output folder (its ``manifest.csv`` lists every case)."""
     out = Path(run_dir)
@@ -91,11 +122,16 @@ def collect_run(run_dir: str | Path) -> Cohort:
         folder = out / row["case_id"]
         prediction, probability = _predicted(folder) if row.get("status") == "done" else (None, None)
         label = _json_or_empty(folder / "scan.json").get("label")
+        segmentation = _segmentation_status(row, folder) if row.get("status") == "done" else ""
         cases.append(CohortCase(row["case_id"], row.get("status", ""), row.get("error", ""), prediction, probability,
-                                str(label) if label else None))
+                                str(label) if label else None, segmentation))
     record = _json_or_empty(out / "run.json")
-    title = f"Run summary: {record.get('pipeline', {}).get('name') or out.name}"
-    return Cohort(title=title, cases=cases, scores=_rows(out / "scores.csv"))
+    pipeline = record.get("pipeline") if isinstance(record.get("pipeline"), dict) else {}
+    title = f"Run summary: {pipeline.get('name') or out.name}"
+    model = pipeline.get("model") if isinstance(pipeline.get("model"), dict) else {}
+    name = Path(str(model["path"])).name if model.get("path") else None
+    return Cohort(title=title, cases=cases, scores=_rows(out / "scores.csv"),
+                  model=model_line(name, record.get("model_sha256")))
 
 
 def _score_values(scores: Sequence[Mapping[str, str]]) -> dict[str, dict[str, list[float]]]:
@@ -155,6 +191,37 @@ def _failures(cohort: Cohort, styles: Styles) -> list[Flowable]:
     return story
 
 
+def _segmentations(cohort: Cohort, styles: Styles) -> list[Flowable]:
+    """How many weakly-supervised masks are segmentations, and why the others failed (nothing without one)."""
+    segmented = [c for c in cohort.cases if c.segmentation]
+    if not segmented:
+        return []
+    failed = [c for c in segmented if c.segmentation.startswith("failed")]
+    story: list[Flowable] = [
+        Paragraph("Weakly-supervised segmentation", styles.heading),
+        Paragraph(f"{len(segmented) - len(failed)} of {len(segmented)} masks are usable segmentations; "
+                  f"{len(failed)} failed (no lesion volume is reported for them).", styles.body)]
+    if failed:
+        rows = [["case", "why the segmentation failed"]]
+        rows += [[c.case_id, c.segmentation.partition(":")[2].strip() or "no reason recorded"]
+                 for c in failed[:MAX_FAILURES_LISTED]]
+        story.append(layout.grid_table(rows, styles=styles, widths=[90, 420]))
+        if len(failed) > MAX_FAILURES_LISTED:
+            story.append(Paragraph(f"… and {len(failed) - MAX_FAILURES_LISTED} more (see manifest.csv).", styles.small))
+    return story
+
+
+def _score_plots(cohort: Cohort, styles: Styles, width: float) -> list[Flowable]:
+    """The box plots and a caption naming exactly the metrics they show."""
+    values = _score_values(cohort.scores)
+    shown = shown_metrics(values, BOX_METRICS)
+    plot = layout.png_image(box_plots(values, metrics=shown, titles={m: METRIC_WORDS[m][0] for m in shown}), width=width)
+    if not shown:
+        return [plot]
+    caption = "One box per method, one point per case. " + "; ".join(METRIC_WORDS[m][1] for m in shown) + "."
+    return [plot, Paragraph(text(caption), styles.small)]
+
+
 def cohort_story(cohort: Cohort, *, size: tuple[float, float]) -> list[Flowable]:
     """The flowables of the summary, shrunk to fit one page."""
     styles = Styles.make()
@@ -168,12 +235,12 @@ def cohort_story(cohort: Cohort, *, size: tuple[float, float]) -> list[Flowable]
     columns.setStyle(TableStyle([layout.FONT_COMMAND, ("VALIGN", (0, 0), (-1, -1), "TOP"), ("LEFTPADDING", (0, 0), (-1, -1), 0)]))
     content: list[Flowable] = [
         Paragraph(text(cohort.title), styles.title),
+        Paragraph(f"<b>Model</b>: {text(cohort.model or 'not recorded')}", styles.body),
         Paragraph(text(layout.DISCLAIMER), styles.warning), Spacer(1, 4), columns,
         Paragraph("Failures", styles.heading), *_failures(cohort, styles),
-        Paragraph("Explanation scores per method (one point per case)", styles.heading),
-        layout.png_image(box_plots(_score_values(cohort.scores), metrics=BOX_METRICS), width=width),
-        Paragraph("Lower is better for infidelity, max-sensitivity, sanity Spearman (after randomising the model) and "
-                  "centre-of-mass distance; higher is better for mass in lesion and AUROC.", styles.small),
+        *_segmentations(cohort, styles),
+        Paragraph("Explanation scores per method", styles.heading),
+        *_score_plots(cohort, styles, width),
         *(Paragraph(text(note), styles.small) for note in cohort.notes),
     ]
     return [KeepInFrame(width, layout.frame_height(size), content, mode="shrink")]

@@ -75,6 +75,13 @@ class CaseResults:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, str] = field(default_factory=dict)
     identifiers: Mapping[str, str] = field(default_factory=dict)
+    input_name: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """How the report names the case: by its input (:func:`input_name`), else by its case id."""
+        return self.input_name or self.case_id
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -126,14 +133,34 @@ def _heatmap(folder: Path, name: str, record: Mapping[str, Any], scan: Volume) -
     return heatmap
 
 
-def _scores(folders: Sequence[Path], scores_csv: Path | None, case_id: str) -> dict[str, dict[str, str]]:
+def _held_ids(rows: Sequence[Mapping[str, str]]) -> str:
+    ids = sorted({str(r.get("case_id") or "") for r in rows} - {""})
+    if not ids:
+        return "no rows" if not rows else "rows without a case id"
+    shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+    return f"case id{'s' if len(ids) > 1 else ''} {shown}"
+
+
+def _scores(folders: Sequence[Path], scores_csv: Path | None, case_id: str,
+            recorded: str | None) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """This case's score rows (by case id, or by the recorded ``input``) and a warning when the given
+    ``scores_csv`` holds none of them."""
+    def ours(row: Mapping[str, str]) -> bool:
+        return row.get("case_id", case_id) == case_id or bool(recorded and row.get("input") == recorded)
+
     rows: list[dict[str, str]] = []
+    warnings: list[str] = []
     for path in [*(f / "scores.csv" for f in folders), *([scores_csv] if scores_csv else [])]:
         if path.is_file():
-            rows += [r for r in read_csv_rows(path) if r.get("case_id", case_id) == case_id]
+            found = read_csv_rows(path)
+            mine = [r for r in found if ours(r)]
+            if path == scores_csv and not mine:
+                warnings.append(f"{path}: no scores for case {case_id} (the file holds {_held_ids(found)}): its "
+                                "heatmaps are reported as unverified")
+            rows += mine
         elif path == scores_csv:
             raise InvalidInputError("no such scores file", path=path)
-    return {row["method"]: row for row in rows if row.get("method")}
+    return {row["method"]: row for row in rows if row.get("method")}, warnings
 
 
 def _segmentation(folders: Sequence[Path], scan: Volume) -> Segmentation | None:
@@ -225,7 +252,8 @@ def load_case(
     if unknown:
         raise InvalidInputError(f"no heatmap for method(s) {', '.join(unknown)} (found: {', '.join(records) or 'none'})",
                                 path=folders[0])
-    scores = _scores(folders, Path(scores_csv) if scores_csv else None, case_id)
+    recorded = _recorded_label(folders, explanations)
+    scores, warnings = _scores(folders, Path(scores_csv) if scores_csv else None, case_id, recorded)
     results = [
         MethodResult(name=name, heatmap=_heatmap(folder, name, record, volume), sign=str(record.get("sign", "signed")),
                      params=dict(record.get("parameters", {})), seconds=record.get("wall_s"), scores=scores.get(name, {}))
@@ -238,13 +266,32 @@ def load_case(
     if model is not None and expected and model.sha256 != expected:
         raise InvalidInputError(f"model weights (sha256 {model.sha256[:12]}...) are not those that produced the "
                                 f"explanations ({str(expected)[:12]}...)", path=model.path)
-    metadata, identifiers = scan_metadata(volume, source, include_identifiers=include_identifiers)
+    path = source if source is not None else _first_path(recorded)  # a scan passed already read: the recorded one
+    metadata, identifiers = scan_metadata(volume, path, include_identifiers=include_identifiers)
     return CaseResults(
         case_id=case_id, scan=volume, methods=results, mask=reference, prediction=prediction,
         probabilities=probabilities, target=_target(explanations, prediction), model=model,
         segmentation=_segmentation(folders, volume), radiomics=_radiomics(folders, studies),
         provenance=provenance, metadata=metadata, identifiers=identifiers,
+        input_name=input_name(path, volume),
+        warnings=tuple(warnings),
     )
+
+
+def _first_path(recorded: str | None) -> Path | None:
+    return parse_input_label(recorded)[0][0] if recorded else None
+
+
+def input_name(source: Path | None, volume: Volume) -> str | None:
+    """The case as its input names it: ``folder/file`` for a scan file, the series description and folder
+    for a DICOM series (``series "axial" in study/``); None when the scan came without a path."""
+    if source is None:
+        return None
+    where = f"{source.parent.name}/{source.name}" if source.parent.name else source.name
+    if source.is_dir():
+        where += "/"
+    description = str(volume.metadata.get("series_description") or "").strip()
+    return f'series "{description}" in {where}' if description else where
 
 
 def _model(model_dir: str | Path | None) -> ModelSummary | None:
@@ -278,7 +325,7 @@ def _check_input(volume: Volume, source: Path | None, explanations: Mapping[str,
                                 f"records {str(recorded)[:12]}...)", path=source)
 
 
-def _recorded_input(folders: Sequence[Path], explanations: Mapping[str, Any]) -> str:
+def _recorded_label(folders: Sequence[Path], explanations: Mapping[str, Any]) -> str | None:
     """The input recorded by explain: ``input`` of explanations.json, else of a case folder's input.json."""
     recorded = explanations.get("input")
     if isinstance(recorded, str) and recorded:
@@ -288,6 +335,14 @@ def _recorded_input(folders: Sequence[Path], explanations: Mapping[str, Any]) ->
             recorded = _json(folder / INPUT_RECORD).get("input")
             if isinstance(recorded, str) and recorded:
                 return recorded
+    return None
+
+
+def _recorded_input(folders: Sequence[Path], explanations: Mapping[str, Any]) -> str:
+    """:func:`_recorded_label`, which must exist when no scan is given."""
+    recorded = _recorded_label(folders, explanations)
+    if recorded:
+        return recorded
     raise InvalidInputError(f"records no explained scan (no 'input' in {EXPLANATIONS} or {INPUT_RECORD}): "
                             "pass --scan SCAN", path=folders[0])
 

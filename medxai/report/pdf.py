@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from reportlab.platypus import CondPageBreak, Flowable, PageBreak, Paragraph, Spacer
 
@@ -21,7 +24,9 @@ from medxai.report.figures import Colouring, view_grid
 from medxai.report.layout import Styles, text
 from medxai.report.loader import CaseResults, MethodResult, load_case
 from medxai.report.verdicts import method_sentences, short_cell
-from medxai.report.views import Reorientation, mask_centre, obliquity_note, peak_index, projection_views, slice_views, threshold_overlay
+from medxai.report.views import (Reorientation, mask_centre, obliquity_note, peak_index, projection_views, slice_views,
+                                 threshold_overlay)
+from medxai.report.windows import Window, choose_window, parse_window
 
 DEFAULT_PERCENTILE = 95.0
 MIP_PERCENTILE = 90.0
@@ -32,24 +37,50 @@ SIGN_WORDS = {"positive": "positive map (larger = more important)",
               "signed": "signed map (red raises the class score, blue lowers it)"}
 
 
-def _header(results: CaseResults, styles: Styles, width: float) -> list[Flowable]:
+@dataclass(frozen=True)
+class Display:
+    """How every image of the case is drawn: the scan's body (thresholds and peaks are taken inside it),
+    the grey window, the canonical orientation, and the heatmap display percentile."""
+
+    body: np.ndarray
+    window: Window
+    reorientation: Reorientation
+    percentile: float
+
+    @classmethod
+    def of(cls, results: CaseResults, *, percentile: float, window: str | None) -> "Display":
+        from medxai.metrics.sanity import foreground_array
+
+        scan = results.scan
+        body = foreground_array(np.asarray(scan.data, dtype=np.float64))
+        metadata = results.metadata
+        chosen = choose_window(scan.data, body, modality=metadata.get("modality"), option=window,
+                               hints=(metadata.get("body_part"), metadata.get("series_description"), metadata.get("protocol")))
+        return cls(body=body, window=chosen, reorientation=Reorientation.of(scan), percentile=percentile)
+
+
+def _header(results: CaseResults, window: Window, styles: Styles, width: float) -> list[Flowable]:
     scan = results.scan
-    pairs: list[tuple[str, Any]] = [("Case", results.case_id)]
+    pairs: list[tuple[str, Any]] = [("Case", results.name)]
+    if results.input_name:
+        pairs.append(("Case id", results.case_id))
     if "patient_name" in results.identifiers or "patient_id" in results.identifiers:
         pairs += [("Patient name", results.identifiers.get("patient_name", "–")),
                   ("Patient ID", results.identifiers.get("patient_id", "–"))]
-    for key, label in (("study_date", "Study date"), ("modality", "Modality")):
+    for key, label in (("study_date", "Study date"), ("modality", "Modality"), ("series_description", "Series"),
+                       ("body_part", "Body part")):
         if key in results.metadata:
             pairs.append((label, results.metadata[key]))
     grid = (f"{' x '.join(map(str, scan.shape))} voxels, "
             f"{' x '.join(f'{s:.2f}' for s in scan.spacing)} mm, orientation {scan.orientation}")
     pairs.append(("Scan grid", grid))
+    pairs.append(("Grey scale of every image", window.label))
     model = results.model
     model_hash = model.sha256 if model else results.provenance.get("model_sha256")
     if model is not None:
         pairs.append(("Model", f"{model.arch} (classes: {', '.join(model.classes)}; trained with medxai {model.version or '?'})"))
     pairs.append(("Model weights sha256", (model_hash or "unknown")[:16] + ("…" if model_hash else "")))
-    return [Paragraph(f"Explanation report · case {text(results.case_id)}", styles.title),
+    return [Paragraph(f"Explanation report · {text(results.name)}", styles.title),
             layout.boxed([Paragraph(text(layout.DISCLAIMER), styles.warning)], width=width, border="#9b1c1c", fill="#fdecec"),
             Spacer(1, 4), layout.key_value_table(pairs, styles=styles, width=width)]
 
@@ -112,37 +143,74 @@ def _lesion(results: CaseResults) -> tuple[str, Any] | None:
     return None
 
 
-def _method_page(method: MethodResult, results: CaseResults, reorientation: Reorientation, styles: Styles,
-                 size: tuple[float, float], percentile: float, sentences: Sequence[str]) -> list[Flowable]:
+def _explained_class(results: CaseResults) -> str:
+    if results.target and results.target.endswith("(the predicted class)") and results.prediction:
+        return results.prediction
+    return results.target or "the explained class"
+
+
+def _colouring(method: MethodResult, results: CaseResults, level: float) -> Colouring:
+    """The overlay's colours and a colour bar label that says what they mean (units, sign, threshold)."""
+    data = method.heatmap.data
+    signed = method.sign == "signed" and bool(np.any(np.asarray(data) < 0))
+    meaning = (f"red: evidence for {_explained_class(results)}, blue: against" if signed
+               else "magnitude (larger = more important)")
+    hidden = f"hatched: |value| < {level:.3g}, not drawn" if signed else f"below {level:.3g} (the lower end): not drawn"
+    label = f"{method.name}, raw attribution units\n{meaning}\n{hidden}"
+    return Colouring.for_map(data, signed=signed, label=label, threshold=level, meaning=meaning)
+
+
+def _peak_note(results: CaseResults, method: MethodResult, peak: tuple[int, int, int]) -> str:
+    """A sentence when the map's strongest voxel is not the one the views go through."""
+    strongest = np.unravel_index(int(np.argmax(np.abs(np.nan_to_num(method.heatmap.data)))), method.heatmap.shape)
+    if tuple(int(i) for i in strongest) == peak:
+        return ""
+    where = results.scan.index_to_world(np.array([strongest], dtype=float))[0]
+    return (" The map's strongest voxel overall lies outside the body or at the edge of the field of view "
+            f"(x {where[0]:+.0f}, y {where[1]:+.0f}, z {where[2]:+.0f} mm, RAS); the first row goes through the "
+            "strongest voxel inside the body, away from the edge.")
+
+
+def _window_caption(display: Display, bars: Sequence[float]) -> str:
+    lengths = " / ".join(f"{length:g} mm" for length in sorted(set(bars)))
+    return (f"Grey scale on every image: {display.window.label}. Scale bar (lower left of each image): {lengths}. "
+            "Radiological convention: patient's right on the image's left (axial, coronal), anterior up (axial), "
+            "superior up (coronal, sagittal), anterior on the left (sagittal).")
+
+
+def _method_page(method: MethodResult, results: CaseResults, display: Display, styles: Styles,
+                 size: tuple[float, float], sentences: Sequence[str]) -> list[Flowable]:
     width = layout.frame_width(size)
     data = method.heatmap.data
-    shown, level = threshold_overlay(data, percentile=percentile)
+    reorientation, scan = display.reorientation, results.scan.data
+    shown, level = threshold_overlay(data, percentile=display.percentile, body=display.body)
     outline = results.mask.data if results.mask is not None else None
-    rows = [("through the heatmap peak", slice_views(reorientation, results.scan.data, point=peak_index(data),
-                                                     overlay=shown, mask=outline))]
+    peak = peak_index(data, body=display.body)
+    rows = [("through the heatmap peak", slice_views(reorientation, scan, point=peak, overlay=shown, mask=outline))]
     lesion = _lesion(results)
     if lesion is not None:
         centre = mask_centre(lesion[1])
-        rows.append((lesion[0], slice_views(reorientation, results.scan.data, point=centre, overlay=shown, mask=lesion[1])))
-    rows.append((f"MIP (top {100 - MIP_PERCENTILE:.0f}%)", projection_views(reorientation, results.scan.data, data,
+        rows.append((lesion[0], slice_views(reorientation, scan, point=centre, overlay=shown, mask=lesion[1])))
+    rows.append((f"MIP (top {100 - MIP_PERCENTILE:.0f}%)", projection_views(reorientation, scan, data,
                                                                            percentile=MIP_PERCENTILE)))
-    colouring = Colouring.for_map(data, signed=method.sign == "signed", label=f"{method.name} (raw values)")
-    png = view_grid(rows, colouring=colouring, window_from=results.scan.data)
-    caption = (f"Coloured: voxels in the top {100 - percentile:g}% of |attribution| (|value| ≥ {level:.3g}); grey: the "
-               "scan. Radiological convention: patient's right on the image's left (axial, coronal), anterior up "
-               "(axial), superior up (coronal, sagittal), anterior on the left (sagittal).")
+    colouring = _colouring(method, results, level)
+    grid = view_grid(rows, colouring=colouring, window=display.window)
+    caption = (f"Colours: {colouring.meaning}. Coloured: voxels whose |attribution| is at least {level:.3g}, the "
+               f"{display.percentile:g}th percentile of |attribution| inside the body; weaker voxels are not drawn "
+               "(the scan shows through unchanged), outside the body too. MIP: per ray, the voxel of largest "
+               f"|attribution|, top {100 - MIP_PERCENTILE:.0f}% of rays. " + _window_caption(display, grid.scale_bars_mm))
     if outline is not None:
         caption += " Green outline: reference lesion mask."
+    caption += _peak_note(results, method, peak)
     story: list[Flowable] = [PageBreak(), Paragraph(f"Method: {text(method.name)}", styles.heading),
                              Paragraph(text(SIGN_WORDS.get(method.sign, method.sign)) + ". "
                                        + " ".join(text(s) for s in sentences), styles.body), Spacer(1, 4),
-                             layout.png_image(png, width=width, max_height=layout.frame_height(size) - 120),
+                             layout.png_image(grid.png, width=width, max_height=layout.frame_height(size) - 140),
                              Paragraph(text(caption), styles.small)]
     return story
 
 
-def _segmentation(results: CaseResults, reorientation: Reorientation, styles: Styles,
-                  size: tuple[float, float]) -> list[Flowable]:
+def _segmentation(results: CaseResults, display: Display, styles: Styles, size: tuple[float, float]) -> list[Flowable]:
     segmentation = results.segmentation
     if segmentation is None:
         return []
@@ -167,10 +235,11 @@ def _segmentation(results: CaseResults, reorientation: Reorientation, styles: St
                              Paragraph("Weakly-supervised segmentation", styles.heading), Paragraph(summary, styles.body)]
     centre = mask_centre(segmentation.mask.data)
     if centre is not None:
-        views = slice_views(reorientation, results.scan.data, point=centre, mask=segmentation.mask.data)
-        png = view_grid([("through the mask centre", views)], colouring=None, window_from=results.scan.data)
-        story += [layout.png_image(png, width=layout.frame_width(size)),
-                  Paragraph("Green outline: the weakly-supervised mask (radiological convention).", styles.small)]
+        views = slice_views(display.reorientation, results.scan.data, point=centre, mask=segmentation.mask.data)
+        grid = view_grid([("through the mask centre", views)], colouring=None, window=display.window)
+        story += [layout.png_image(grid.png, width=layout.frame_width(size)),
+                  Paragraph(text("Green outline: the weakly-supervised mask. " + _window_caption(display, grid.scale_bars_mm)),
+                            styles.small)]
     return story
 
 
@@ -216,46 +285,52 @@ def _provenance(results: CaseResults, styles: Styles, width: float) -> list[Flow
             Spacer(1, 6), Paragraph(text(layout.DISCLAIMER), styles.warning)]
 
 
-def case_story(results: CaseResults, *, size: tuple[float, float], percentile: float = DEFAULT_PERCENTILE) -> list[Flowable]:
-    """The flowables of one case report."""
+def case_story(results: CaseResults, *, size: tuple[float, float], percentile: float = DEFAULT_PERCENTILE,
+               window: str | None = None) -> list[Flowable]:
+    """The flowables of one case report; ``window``: a CT window name or ``W,L`` (default: from the scan)."""
     styles = Styles.make()
     width = layout.frame_width(size)
-    reorientation = Reorientation.of(results.scan)
-    story = _header(results, styles, width) + _prediction(results, styles, width) + _scores(results, styles, width)
+    display = Display.of(results, percentile=percentile, window=window)
+    story = _header(results, display.window, styles, width) + _prediction(results, styles, width)
+    story += _scores(results, styles, width)
     story += _failed_methods(results, styles)
-    note = obliquity_note(reorientation)
+    note = obliquity_note(display.reorientation)
     if note:
         story.append(Paragraph(text(note), styles.small))
     scored = method_sentences([dict(m.scores, method=m.name) for m in results.methods if m.scores])
     for method in results.methods:
-        story += _method_page(method, results, reorientation, styles, size, percentile, scored.get(method.name, []))
+        story += _method_page(method, results, display, styles, size, scored.get(method.name, []))
     if not results.methods:
         story.append(Paragraph("No heatmaps were found in the given folders.", styles.body))
-    story += _segmentation(results, reorientation, styles, size)
+    story += _segmentation(results, display, styles, size)
     story += _radiomics(results, styles, size)
     story += _provenance(results, styles, width)
     return story
 
 
 def write_case_report(results: CaseResults, out_pdf: str | Path, *, page_size: str = "A4",
-                      percentile: float = DEFAULT_PERCENTILE) -> Path:
+                      percentile: float = DEFAULT_PERCENTILE, window: str | None = None) -> Path:
     """Write the case report PDF atomically; return its path."""
     size = layout.page_size(page_size)
-    story = case_story(results, size=size, percentile=percentile)
-    return layout.build_pdf(story, out_pdf, size=size, title=f"medxai report {results.case_id}",
-                            running=f"medxai explanation report · case {results.case_id}")
+    story = case_story(results, size=size, percentile=percentile, window=window)
+    return layout.build_pdf(story, out_pdf, size=size, title=f"medxai report {results.name}",
+                            running=f"medxai explanation report · {results.name}")
 
 
 def report_case(
     case_dirs: Sequence[str | Path], out_pdf: str | Path, *, scan: str | Path | None = None, mask: str | Path | None = None,
     model_dir: str | Path | None = None, scores_csv: str | Path | None = None, methods: Sequence[str] | None = None,
     include_identifiers: bool = False, page_size: str = "A4", percentile: float = DEFAULT_PERCENTILE,
+    window: str | None = None,
 ) -> CaseResults:
-    """``medxai report``: gather one case's results from ``case_dirs`` and write its PDF; return what it showed."""
-    layout.page_size(page_size)  # a bad page size fails before anything is read
+    """``medxai report``: gather one case's results from ``case_dirs`` and write its PDF; return what it showed
+    (its ``warnings`` say what the caller should tell the user, e.g. a ``scores_csv`` without this case)."""
+    layout.page_size(page_size)  # a bad page size or window fails before anything is read
+    if window:
+        parse_window(window)
     if not 0 <= percentile < 100:
         raise ConfigError(f"the display percentile must be in [0, 100), got {percentile}")
     results = load_case(case_dirs, scan=scan, mask=mask, model_dir=model_dir, scores_csv=scores_csv, methods=methods,
                         include_identifiers=include_identifiers)
-    write_case_report(results, out_pdf, page_size=page_size, percentile=percentile)
+    write_case_report(results, out_pdf, page_size=page_size, percentile=percentile, window=window)
     return results

@@ -17,6 +17,9 @@ from medxai.volume import Volume
 MODEL_JSON = "medxai-model.json"
 _SIDECAR_MODALITY = ("modality", "Modality")
 _SIDECAR_DATE = ("StudyDate", "study_date", "AcquisitionDateTime", "AcquisitionDate", "SeriesDate")
+# what the grey window is chosen from (medxai.report.windows): key in the metadata -> sidecar / DICOM keywords
+_DESCRIPTIONS = {"series_description": ("SeriesDescription", "series_description"),
+                 "body_part": ("BodyPartExamined", "body_part"), "protocol": ("ProtocolName", "protocol_name")}
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,8 @@ def dicom_identifiers(source: Path, *, series_uid: str | None = None) -> dict[st
 
 
 def scan_metadata(volume: Volume, source: Path | None, *, include_identifiers: bool) -> tuple[dict[str, str], dict[str, str]]:
-    """(metadata, identifiers): modality and study date from a sidecar or the reader's metadata; patient
+    """(metadata, identifiers): modality, study date, series description, body part and protocol name from a
+    sidecar or the reader's metadata (allow-listed acquisition facts, no identifiers); patient
     name/ID (and the DICOM study date) only with ``include_identifiers`` and a DICOM scan."""
     sidecar = _sidecar(source)
     acquisition = volume.metadata.get("acquisition", {}) or {}
@@ -115,6 +119,12 @@ def scan_metadata(volume: Volume, source: Path | None, *, include_identifiers: b
     date = _first(sidecar, _SIDECAR_DATE)
     if date:
         metadata["study_date"] = date
+    converted = sidecar.get("acquisition") if isinstance(sidecar.get("acquisition"), dict) else {}
+    for key, names in _DESCRIPTIONS.items():
+        found = _first(sidecar, names) or _first(converted, names) \
+            or _first(dict(volume.metadata), names) or _first(dict(acquisition), names)
+        if found:
+            metadata[key] = found
     identifiers: dict[str, str] = {}
     if include_identifiers and source is not None and volume.metadata.get("format") == "dicom":
         identifiers = dicom_identifiers(source, series_uid=volume.metadata.get("series_uid"))

@@ -37,6 +37,7 @@ LETTERS = {
     "sagittal": ("A", "P", "S", "I"),
 }
 _WORLD_AXIS_NAME = ("x", "y", "z")
+EDGE_MARGIN = 3  # voxels: a peak slice is never one of the outermost slices of the field of view
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def obliquity_deg(affine: np.ndarray) -> float:
 class PlaneView:
     """One displayed image: arrays in display order (row 0 at the top), and how to draw them.
 
-    ``aspect`` is a pixel's height over its width in mm (matplotlib ``imshow(aspect=...)``).
+    ``pixel_mm`` is a pixel's (height, width) in mm: the spacing along the displayed row and column axes.
     ``overlay`` holds NaN where the map is below its display threshold. ``caption`` names the slice
     position (world mm) or the projection.
     """
@@ -97,9 +98,19 @@ class PlaneView:
     anatomy: np.ndarray
     overlay: np.ndarray | None
     mask: np.ndarray | None
-    aspect: float
+    pixel_mm: tuple[float, float]
     letters: tuple[str, str, str, str]
     caption: str
+
+    @property
+    def aspect(self) -> float:
+        """A pixel's height over its width (matplotlib ``imshow(aspect=...)``)."""
+        return self.pixel_mm[0] / self.pixel_mm[1]
+
+    @property
+    def width_mm(self) -> float:
+        """The displayed field of view from left to right, in mm."""
+        return self.anatomy.shape[1] * self.pixel_mm[1]
 
 
 def _display(plane_array: np.ndarray) -> np.ndarray:
@@ -107,10 +118,10 @@ def _display(plane_array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(plane_array).T[::-1, ::-1])
 
 
-def _aspect(reorientation: Reorientation, plane: str) -> float:
+def _pixel_mm(reorientation: Reorientation, plane: str) -> tuple[float, float]:
     row_axis, column_axis = _AXES[plane]
     spacing = reorientation.spacing
-    return spacing[row_axis] / spacing[column_axis]
+    return spacing[row_axis], spacing[column_axis]
 
 
 def _take(array: np.ndarray | None, plane: str, index: int) -> np.ndarray | None:
@@ -119,10 +130,14 @@ def _take(array: np.ndarray | None, plane: str, index: int) -> np.ndarray | None
     return _display(np.take(array, index, axis=_NORMAL[plane]))
 
 
-def threshold_overlay(heatmap: np.ndarray, *, percentile: float) -> tuple[np.ndarray, float]:
-    """``heatmap`` with NaN below the ``percentile`` of |values| (and at zero); returns it and the level."""
-    magnitude = np.abs(np.asarray(heatmap, dtype=np.float64))
-    level = float(np.percentile(magnitude, percentile)) if magnitude.size else 0.0
+def threshold_overlay(heatmap: np.ndarray, *, percentile: float, body: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """``heatmap`` with NaN below the ``percentile`` of |values| (and at zero); returns it and the level.
+
+    With ``body``, the level is the percentile of |values| inside the body only (so a background of zeros
+    cannot pull it down); voxels outside the body above the level are still shown."""
+    magnitude = np.abs(np.nan_to_num(np.asarray(heatmap, dtype=np.float64)))
+    sample = magnitude[body] if body is not None and body.any() else magnitude
+    level = float(np.percentile(sample, percentile)) if sample.size else 0.0
     shown = np.where((magnitude >= level) & (magnitude > 0), heatmap, np.nan)
     return shown.astype(np.float32), level
 
@@ -143,7 +158,7 @@ def slice_views(
         index = int(centre[normal])
         views.append(PlaneView(
             plane=plane, anatomy=_take(canonical, plane, index), overlay=_take(shown, plane, index),
-            mask=_take(outline, plane, index), aspect=_aspect(reorientation, plane), letters=LETTERS[plane],
+            mask=_take(outline, plane, index), pixel_mm=_pixel_mm(reorientation, plane), letters=LETTERS[plane],
             caption=f"{plane} {_WORLD_AXIS_NAME[normal]} = {world[normal]:+.1f} mm",
         ))
     return views
@@ -151,25 +166,45 @@ def slice_views(
 
 def projection_views(reorientation: Reorientation, anatomy: np.ndarray, heatmap: np.ndarray, *,
                      percentile: float) -> list[PlaneView]:
-    """Maximum-intensity projections of |heatmap| along each canonical axis, each shown above its own
-    ``percentile`` of projected values, over mean-intensity projections of the anatomy."""
+    """Maximum-|value| projections of the heatmap along each canonical axis (per ray, the value of the voxel
+    of largest |value|, sign kept), each shown above its own ``percentile`` of projected |values|, over
+    mean-intensity projections of the anatomy."""
     canonical = reorientation.array(anatomy).astype(np.float32)
-    magnitude = np.abs(np.nan_to_num(reorientation.array(heatmap).astype(np.float32)))
+    values = np.nan_to_num(reorientation.array(heatmap).astype(np.float32))
     views = []
     for plane in PLANES:
         normal = _NORMAL[plane]
-        projected, _ = threshold_overlay(magnitude.max(axis=normal), percentile=percentile)
+        strongest = np.expand_dims(np.abs(values).argmax(axis=normal), normal)
+        projected, _ = threshold_overlay(np.take_along_axis(values, strongest, axis=normal).squeeze(normal),
+                                         percentile=percentile)
         views.append(PlaneView(
             plane=plane, anatomy=_display(canonical.mean(axis=normal)), overlay=_display(projected), mask=None,
-            aspect=_aspect(reorientation, plane), letters=LETTERS[plane], caption=f"{plane} MIP",
+            pixel_mm=_pixel_mm(reorientation, plane), letters=LETTERS[plane], caption=f"{plane} MIP",
         ))
     return views
 
 
-def peak_index(heatmap: np.ndarray) -> tuple[int, int, int]:
-    """Native voxel index of the largest |value| (first in C order on ties)."""
-    flat = int(np.argmax(np.abs(np.nan_to_num(np.asarray(heatmap, dtype=np.float64)))))
-    return tuple(int(i) for i in np.unravel_index(flat, np.shape(heatmap)))  # type: ignore[return-value]
+def interior(shape: Sequence[int], *, margin: int = EDGE_MARGIN) -> np.ndarray:
+    """Voxels at least ``margin`` voxels (fewer on short axes: a quarter of the axis) from every face of the
+    field of view."""
+    inside = np.zeros(tuple(shape), dtype=bool)
+    inside[tuple(slice(min(margin, (n - 1) // 4), n - min(margin, (n - 1) // 4)) for n in shape)] = True
+    return inside
+
+
+def peak_index(heatmap: np.ndarray, *, body: np.ndarray | None = None) -> tuple[int, int, int]:
+    """Native voxel index of the largest |value| (first in C order on ties) among the voxels inside ``body``
+    and away from the edge of the field of view (:func:`interior`); among the interior voxels when the body
+    has none there, and among all voxels when the map is zero everywhere else."""
+    magnitude = np.abs(np.nan_to_num(np.asarray(heatmap, dtype=np.float64)))
+    away = interior(magnitude.shape)
+    for allowed in ((away & body) if body is not None else away, away):
+        if allowed.any() and magnitude[allowed].max() > 0:
+            flat = int(np.argmax(np.where(allowed, magnitude, -1.0)))
+            break
+    else:
+        flat = int(np.argmax(magnitude))
+    return tuple(int(i) for i in np.unravel_index(flat, magnitude.shape))  # type: ignore[return-value]
 
 
 def mask_centre(mask: np.ndarray) -> tuple[float, float, float] | None:

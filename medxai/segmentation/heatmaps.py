@@ -4,6 +4,10 @@
 name of :mod:`medxai.attribution` (``gradcam``, ``smoothgrad``, ...) gives that method's map of the same
 class, so post-hoc maps of an ordinary classifier are thresholded by exactly the same rules. The map is
 computed on the model grid and mapped to the scan's native grid with linear interpolation.
+
+A model trained on patches (``sliding_window``) is run over the whole scan at its training spacing: its own
+class maps are the windows' maps blended by MONAI's sliding-window inferer, a post-hoc map is each window's
+attribution for its own logit blended the same way (:mod:`medxai.attribution.windows`); the record says so.
 """
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from medxai.attribution.targets import ClassTarget
+from medxai.attribution.windows import attribute_in_windows, window_combination
 from medxai.errors import ConfigError
-from medxai.models.loaded import LoadedModel
+from medxai.models.loaded import LoadedModel, window_record
 from medxai.models.weakseg import has_heatmaps
 from medxai.volume import Volume
 
@@ -51,7 +57,6 @@ def _attribution_map(model: LoadedModel, inputs: torch.Tensor, *, method: str, i
     from medxai.attribution.base import Execution
     from medxai.attribution.memory import auto_batch_size
     from medxai.attribution.registry import create_method
-    from medxai.attribution.targets import ClassTarget
 
     # CAM methods hook the layer the architecture registered (when it did), else their own automatic choice
     options = {"layer": model.target_layer} if method in CAM_METHODS and model.target_layer else None
@@ -86,7 +91,7 @@ def class_map(
     flat = method == OWN and index == getattr(network, "negative_class", None)
     diagnostics: dict[str, Any] = {}
     if method == OWN:
-        if not has_heatmaps(network):
+        if not has_heatmaps(network.base if model.sliding_window is not None else network):
             raise ConfigError(f"method 'own' needs a model with its own class heatmaps (--arch gp-unet, gp-shuffleunet, "
                               f"gp-reconresnet); this one is {model.arch!r}: use a post-hoc method such as gradcam")
         if flat and target != "predicted":
@@ -94,8 +99,14 @@ def class_map(
                               f"{target}): segment another class, or --target predicted")
         with torch.no_grad():
             model_map = network.heatmaps(inputs)[0, index].float().cpu().numpy()
+    elif model.sliding_window is not None:
+        model_map, record = attribute_in_windows(model, inputs, ClassTarget(index), method, seed=seed)
+        diagnostics = {key: record[key] for key in ("diagnostics", "window_combination", "windows", "convergence_delta")}
     else:
         model_map, diagnostics = _attribution_map(model, inputs, method=method, index=index, seed=seed)
+    if model.sliding_window is not None:
+        diagnostics.setdefault("window_combination", window_combination(method, model.sliding_window.blend))
+        diagnostics["sliding_window"] = window_record(model)
     heatmap = model.preprocessor.to_native(model_map, prepared, interpolation="linear")
     name = model.classes[index]
     empty = None

@@ -5,7 +5,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import numpy as np
 
@@ -14,13 +14,21 @@ from medxai.volume import Volume
 if TYPE_CHECKING:
     from medxai.models.loaded import LoadedModel
     from medxai.segmentation.heatmaps import ClassMap
-    from medxai.segmentation.segment import SegmentSettings
     from medxai.segmentation.threshold import ThresholdRule
 
 SCORE_COLUMNS = ("case_id", "method", "threshold", "status", "label", "predicted", "target", "dice", "iou", "hd95_mm",
                  "volume_ml", "reference_volume_ml")
 OK, FAILED = "ok", "failed"
 MAX_BODY_SHARE = 0.5  # a "lesion" mask over half of the body (or of the volume) segments nothing in particular
+
+
+class PostprocessSettings(Protocol):
+    """What a case record reports of the settings (``segment.SegmentSettings`` has these; a protocol keeps
+    this module free of an import of ``segment``, which imports it)."""
+
+    keep_largest: bool
+    fill_holes: bool
+    refine: str | None
 
 
 def body_share(mask: Volume, image: Volume | None) -> tuple[float, str]:
@@ -58,7 +66,7 @@ def failure_reason(mapped: "ClassMap", mask: Volume, level: float, *, image: Vol
 
 def case_record(
     case_id: str, model: "LoadedModel", mapped: "ClassMap", mask: Volume, *, rule: "ThresholdRule", level: float,
-    chosen_by: str, settings: "SegmentSettings", scores: dict[str, float] | None, voxel_ml: float,
+    chosen_by: str, settings: PostprocessSettings, scores: dict[str, float] | None, voxel_ml: float,
     image: Volume | None = None,
 ) -> dict[str, Any]:
     """Provenance and result of one case (no file paths: they may carry patient identifiers). ``status`` is
@@ -80,7 +88,8 @@ def case_record(
         "threshold": {
             "rule": str(rule), "chosen_by": chosen_by, "level": level if math.isfinite(level) else None,
             "level_fraction_of_peak": (level / peak) if math.isfinite(level) and peak > 0 else None,
-            "peak": peak, "computed_on": "model-grid map (positive part)",
+            "peak": peak,
+            "computed_on": mask.metadata.get("threshold_computed_on", "model-grid map (positive part)"),
         },
         "postprocess": {"largest_component": settings.keep_largest, "fill_holes": settings.fill_holes,
                         "refine": mask.metadata.get("refine")},
@@ -110,11 +119,12 @@ def _median(values: list[float]) -> float | None:
 
 def summarise(out: Path, *, cases: int, rule: "ThresholdRule", chosen_by: str, rows: Sequence[dict[str, Any]],
               sweep: dict[str, Any] | None, method: str, version: str,
-              failed: Sequence[tuple[str, str]] = (), unusable: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
+              failed: Sequence[tuple[str, str]] = (), unusable: Sequence[tuple[str, str]] = (),
+              refine: str | None = None) -> dict[str, Any]:
     """The run's summary (what the command prints); ``failed`` holds ``(case_id, reason)`` of cases left out,
     ``unusable`` those of cases whose segmentation failed (``status`` failed in their segmentation.json)."""
     summary: dict[str, Any] = {"out_dir": str(out), "cases": cases, "segmented": cases - len(failed), "method": method,
-                               "threshold": str(rule), "chosen_by": chosen_by, "scored": len(rows), "medxai": version,
+                               "threshold": str(rule), "chosen_by": chosen_by, "refine": refine, "scored": len(rows), "medxai": version,
                                "failed": [list(item) for item in failed],
                                "failed_segmentations": [list(item) for item in unusable]}
     if rows:

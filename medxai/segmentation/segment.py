@@ -6,7 +6,8 @@ their application to brain tumour classification": the heatmap of the predicted 
 
 Geometry: the class map is computed on the model grid, mapped to the native grid with *linear*
 interpolation, and thresholded there. The level itself is computed on the model-grid map (what the
-network produced, independent of how much background a scan's field of view adds), then applied to the
+network produced, independent of how much background a scan's field of view adds; rules over the body, on
+the native map inside the scan's foreground: ``postprocess.map_level``), then applied to the
 interpolated native map, so the written mask is exactly ``heatmap > level`` (before optional clean-up)
 voxel for voxel and its boundary follows the interpolated iso-surface. Thresholding on the model grid and
 resampling the mask with nearest neighbour instead would give staircase boundaries one model voxel
@@ -26,15 +27,21 @@ from medxai.errors import ConfigError, InvalidInputError, one_line
 from medxai.io.atomic import output_folder, write_text_atomic
 from medxai.io.naming import check_case_folder, input_label, record_case_input, unique_case_ids
 from medxai.segmentation.heatmaps import OWN, ClassMap
-from medxai.segmentation.overlap import dice, overlap_scores, voxel_volume_ml
-from medxai.segmentation.postprocess import clean_mask
+from medxai.segmentation.overlap import overlap_scores, voxel_volume_ml
+from medxai.segmentation.postprocess import cut_mask
 from medxai.segmentation.reporting import case_record, scores_csv, summarise
-from medxai.segmentation.threshold import ThresholdRule, binarize, threshold_level
-from medxai.volume import Step, Volume
+from medxai.segmentation.sweep import (
+    check_threshold_destination, read_saved_threshold, saved_choice, saved_threshold_record, sweep_thresholds,
+)
+from medxai.segmentation.threshold import PAPER_SWEEP, ThresholdRule
+from medxai.volume import Volume
+
+__all__ = ["PAPER_SWEEP", "SegmentInput", "SegmentSettings", "collect_inputs", "cut_mask", "segment_scans",
+           "sweep_thresholds"]
 
 Progress = Callable[[str, int, int], None]
-# The paper's sweep: offsets 0.4 to 1.0 in steps of 0.1.
-PAPER_SWEEP = tuple(ThresholdRule("multiotsu-offset", round(0.4 + 0.1 * i, 1)) for i in range(7))
+DEFAULT_RULE = ThresholdRule("multiotsu-offset", 0.5)  # Chatterjee et al.'s default
+AUTO = "auto"  # --refine auto: the model's saved choice, else otsu for the model's own map (docs/weakseg.md)
 
 
 @dataclass(frozen=True)
@@ -49,9 +56,11 @@ class SegmentInput:
 
 @dataclass(frozen=True)
 class SegmentSettings:
-    """How a heatmap becomes a mask (see :mod:`medxai.segmentation.threshold`)."""
+    """How a heatmap becomes a mask (see :mod:`medxai.segmentation.threshold`). ``rule`` None: the rule saved
+    in the model directory's ``threshold.json`` for this method, else :data:`DEFAULT_RULE`; ``refine``
+    :data:`AUTO`: the saved refinement, else :func:`default_refine`."""
 
-    rule: ThresholdRule = ThresholdRule("multiotsu-offset", 0.5)
+    rule: ThresholdRule | None = DEFAULT_RULE
     method: str = OWN
     target: str = "predicted"
     negative_class: str | None = "normal"
@@ -90,60 +99,37 @@ def collect_inputs(scans: Sequence[str | Path], *, masks: Sequence[str | Path] =
     return [replace(case, case_id=case_id) for case, case_id in zip(cases, ids)]
 
 
-def cut_mask(class_map: ClassMap, *, rule: ThresholdRule, keep_largest: bool, fill: bool, refine: str | None = None,
-             image: Volume | None = None, refine_margin_mm: float = 3.0, seed: int = 0) -> tuple[Volume, float]:
-    """The mask of one class map and its level (map units; ``inf`` for a forced-empty mask). With ``refine``
-    (a box segmenter) the mask is re-drawn from ``image`` (the scan's first channel) around the map's peak;
-    what was done is in the mask's ``metadata["refine"]``."""
-    level = math.inf if class_map.empty_reason else threshold_level(class_map.model_map, rule)
-    binary = clean_mask(binarize(class_map.heatmap.data, level), keep_largest=keep_largest, fill=fill)
-    step = Step("threshold", {"rule": str(rule), "level": level, "largest_component": keep_largest, "fill_holes": fill})
-    mask = class_map.heatmap.with_data(binary.astype(np.uint8), step=step)
-    if refine is not None:
-        from medxai.segmentation.refine import refine_mask
-
-        if image is None:
-            raise ConfigError("refinement needs the scan image")
-        mask, info = refine_mask(mask, class_map.heatmap, image, method=refine, margin_mm=refine_margin_mm, seed=seed)
-        mask = mask.with_data(mask.data, refine=info)
-    return mask, level
+def default_refine(method: str) -> str | None:
+    """``otsu`` for a GP model's own map, where it was measured to help (phantoms 0.32 -> 0.89, BRATS 0.67 ->
+    0.76 median Dice, docs/weakseg.md), none for post-hoc maps (Grad-CAM 0.00 -> 0.01, SmoothGrad 0.06 -> 0.00)."""
+    return "otsu" if method == OWN else None
 
 
-def sweep_thresholds(
-    pairs: Sequence[tuple[ClassMap, Volume]], candidates: Sequence[ThresholdRule], *, keep_largest: bool, fill: bool,
-    refine: str | None = None, images: Sequence[Volume] | None = None, refine_margin_mm: float = 3.0,
-) -> dict[str, Any]:
-    """Chatterjee et al.'s selection: the candidate with the best median Dice over ``pairs`` (class map,
-    reference mask); ties go to the better mean, then to the earlier candidate. Maps whose mask is
-    forced empty (negative prediction) carry no information about the threshold and are left out. With
-    ``refine``, ``images`` (one per pair) are the scans the refinement reads."""
-    if refine is not None and (images is None or len(images) != len(pairs)):
-        raise ConfigError("refinement in a sweep needs one image per case")
-    indexed = [(i, m, truth) for i, (m, truth) in enumerate(pairs) if not m.empty_reason]
-    usable = [(m, truth) for _, m, truth in indexed]
-    if not usable:
-        raise ConfigError("--sweep needs at least one case with a reference mask whose prediction is not negative")
-    table = []
-    for rule in candidates:
-        dices = [dice(cut_mask(m, rule=rule, keep_largest=keep_largest, fill=fill, refine=refine,
-                               image=images[i] if images is not None else None, refine_margin_mm=refine_margin_mm)[0].data,
-                      truth.data)
-                 for i, m, truth in indexed]
-        table.append({"threshold": str(rule), "median_dice": float(np.median(dices)), "mean_dice": float(np.mean(dices))})
-    best = max(range(len(table)), key=lambda i: (table[i]["median_dice"], table[i]["mean_dice"], -i))
-    return {"chosen": table[best]["threshold"], "criterion": "median Dice", "n_cases": len(usable),
-            "n_left_out_negative": len(pairs) - len(usable), "candidates": table}
+def resolve_settings(settings: SegmentSettings, saved: dict[str, Any] | None) -> tuple[SegmentSettings, ThresholdRule, str]:
+    """``settings`` with a concrete rule and refinement, the rule, and where it came from (``option``,
+    ``model threshold.json``, ``default``)."""
+    choice = saved_choice(saved, settings.method)
+    rule, source = settings.rule, "option"
+    if rule is None:
+        rule, source = (choice[0], "model threshold.json") if choice else (DEFAULT_RULE, "default")
+    refine = settings.refine
+    if refine == AUTO:
+        refine = choice[1] if choice and source != "option" else default_refine(settings.method)
+    return replace(settings, rule=rule, refine=refine), rule, source
 
 
 def segment_scans(
     model_path: str | Path, cases: Sequence[SegmentInput], out_dir: str | Path, *, settings: SegmentSettings,
     sweep: Sequence[ThresholdRule] | None = None, device: str = "cpu", trust: bool = False,
-    progress: Progress | None = None,
+    progress: Progress | None = None, save_threshold: bool = False, model: Any = None,
 ) -> dict[str, Any]:
     """Write ``OUT/<case_id>/{mask,heatmap}.nii.gz`` + ``segmentation.json`` for every case, and
     ``OUT/segmentation_scores.csv`` for cases with a reference mask. With ``sweep`` (candidate rules) the
     rule is chosen on the cases with reference masks first (``OUT/sweep.json``); their scores are then
-    optimistic, so choose on validation cases and apply the choice to test cases in a second run.
+    optimistic, so choose on validation cases and apply the choice to test cases in a second run. With
+    ``save_threshold`` the chosen rule (and refinement) is written to the model directory's ``threshold.json``,
+    which later runs without ``--threshold`` use. ``model``: the model at ``model_path`` already loaded (the
+    CLI's shared model options), else it is loaded on ``device``.
 
     With one case, its error propagates (the CLI's exit 4). With several, a case whose scan or mask cannot be
     used is left out (no folder) and listed in the summary's ``failed`` as ``(case_id, reason)``."""
@@ -151,28 +137,35 @@ def segment_scans(
 
     if not cases:
         raise ConfigError("no scans to segment")
-    check_refiner(settings.refine)
+    if settings.refine != AUTO:
+        check_refiner(settings.refine)
+    if save_threshold:
+        if not sweep:
+            raise ConfigError("--save-threshold keeps the threshold a --sweep chose: add --sweep")
+        check_threshold_destination(model_path)
     out = Path(out_dir)
     sources = {case.case_id: input_label(case.images) for case in cases}
     for case in cases:  # before any work: never replace another input's folder
         check_case_folder(out / case.case_id, sources[case.case_id])
     with output_folder(out):  # writable, checked before the work; removed again if left empty
-        return _segment_into(model_path, cases, out, sources, settings=settings, sweep=sweep, device=device,
-                             trust=trust, progress=progress)
+        if model is None:
+            from medxai.models.model_dir import load_model
+
+            model = load_model(model_path, device=device, trust=trust)
+        return _segment_into(model_path, model, cases, out, sources, settings=settings, sweep=sweep, progress=progress,
+                             save_threshold=save_threshold)
 
 
 def _segment_into(
-    model_path: str | Path, cases: Sequence[SegmentInput], out: Path, sources: dict[str, str], *,
-    settings: SegmentSettings, sweep: Sequence[ThresholdRule] | None, device: str, trust: bool,
-    progress: Progress | None,
+    model_path: str | Path, model: Any, cases: Sequence[SegmentInput], out: Path, sources: dict[str, str], *,
+    settings: SegmentSettings, sweep: Sequence[ThresholdRule] | None, progress: Progress | None, save_threshold: bool,
 ) -> dict[str, Any]:
     """:func:`segment_scans` once the output folder is checked."""
-    from medxai.io.nifti import write_nifti
     from medxai.io.readers import read_mask, read_volume
-    from medxai.models.model_dir import load_model
     from medxai.segmentation.heatmaps import class_map
 
-    model = load_model(model_path, device=device, trust=trust)
+    saved = read_saved_threshold(model_path, weights_sha256=model.sha256)
+    settings, rule, chosen_by = resolve_settings(settings, saved)
     if settings.target != "predicted" and settings.target not in model.classes:
         raise ConfigError(f"target class {settings.target!r} is not one of the model's classes ({', '.join(model.classes)})")
     negative = settings.negative_class if settings.negative_class in model.classes else None
@@ -197,7 +190,7 @@ def _segment_into(
 
     refine = dict(refine=settings.refine, refine_margin_mm=settings.refine_margin_mm)
 
-    rule, chosen_by, sweep_record = settings.rule, "option", None
+    sweep_record = None
     computed: dict[str, tuple[ClassMap, Volume | None, Volume | None] | None] = {}
     if sweep:
         for number, case in enumerate(cases, start=1):
@@ -206,12 +199,16 @@ def _segment_into(
                 progress("Heatmaps", number, len(cases))
         scored = [done for done in computed.values() if done is not None and done[1] is not None]
         sweep_record = sweep_thresholds([(m, t) for m, t, _ in scored], sweep, keep_largest=settings.keep_largest,
-                                        fill=settings.fill_holes, images=[image for _, _, image in scored] if settings.refine else None,
+                                        fill=settings.fill_holes, images=[image for _, _, image in scored],  # type: ignore[arg-type]
                                         **refine)
         rule = next(r for r in sweep if str(r) == sweep_record["chosen"])
         chosen_by = "sweep"
         write_text_atomic(out / "sweep.json", _json({**sweep_record, "method": settings.method,
-                                                     "cases": [c.case_id for c in cases]}))
+                                                     "refine": settings.refine, "cases": [c.case_id for c in cases]}))
+        if save_threshold:
+            record = saved_threshold_record(saved, method=settings.method, rule=str(rule),
+                                            refine=settings.refine, sweep=sweep_record, weights_sha256=model.sha256)
+            write_text_atomic(check_threshold_destination(model_path), _json(record))
     rows: list[dict[str, Any]] = []
     unusable: list[tuple[str, str]] = []
     for number, case in enumerate(cases, start=1):
@@ -219,28 +216,46 @@ def _segment_into(
         if done is None:
             continue
         mapped, truth, image = done
-        mask, level = cut_mask(mapped, rule=rule, keep_largest=settings.keep_largest, fill=settings.fill_holes,
-                               image=image, seed=settings.seed, **refine)
-        scores = overlap_scores(mask, truth) if truth is not None else None
         case_dir = out / case.case_id
         record_case_input(case_dir, case.case_id, sources[case.case_id])
-        write_nifti(mapped.heatmap, case_dir / "heatmap.nii.gz", dtype=np.float32)
-        write_nifti(mask, case_dir / "mask.nii.gz", dtype=np.uint8)
-        record = case_record(case.case_id, model, mapped, mask, rule=rule, level=level, chosen_by=chosen_by,
-                             settings=settings, scores=scores, voxel_ml=voxel_volume_ml(mask.affine), image=image)
+        record, row, _ = write_segmentation(case_dir, case.case_id, sources[case.case_id], model, mapped, truth, image,
+                                            rule=rule, chosen_by=chosen_by, settings=settings, label=case.label)
         if record["status"] == "failed":
             unusable.append((case.case_id, record["reason"]))
-        write_text_atomic(case_dir / "segmentation.json", _json({"case_id": case.case_id, "input": sources[case.case_id], **record}))
-        if scores is not None:
-            rows.append({"case_id": case.case_id, "method": settings.method, "threshold": str(rule),
-                         "status": record["status"], "label": case.label or "", "predicted": mapped.predicted,
-                         "target": mapped.target, **scores})
+        if row is not None:
+            rows.append(row)
         if progress:
             progress("Segmenting", number, len(cases))
     if rows:
         write_text_atomic(out / "segmentation_scores.csv", scores_csv(rows))
     return summarise(out, cases=len(cases), rule=rule, chosen_by=chosen_by, rows=rows, sweep=sweep_record,
-                     method=settings.method, version=__version__, failed=failed, unusable=unusable)
+                     method=settings.method, version=__version__, failed=failed, unusable=unusable,
+                     refine=settings.refine)
+
+
+def write_segmentation(
+    case_dir: Path, case_id: str, source: str, model: Any, mapped: ClassMap, truth: Volume | None, image: Volume, *,
+    rule: ThresholdRule, chosen_by: str, settings: SegmentSettings, label: str | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None, Volume]:
+    """One case's segmentation, the one body ``medxai segment`` and the pipeline's segment stage share: cut the
+    class map with ``rule`` (and ``settings``' refinement and post-processing), write ``heatmap.nii.gz``,
+    ``mask.nii.gz`` and ``segmentation.json`` into ``case_dir``; return the record, the scores row (with a
+    reference mask ``truth``, else None) and the mask."""
+    from medxai.io.nifti import write_nifti
+
+    mask, level = cut_mask(mapped, rule=rule, keep_largest=settings.keep_largest, fill=settings.fill_holes,
+                           image=image, seed=settings.seed, refine=settings.refine,
+                           refine_margin_mm=settings.refine_margin_mm)
+    scores = overlap_scores(mask, truth) if truth is not None else None
+    write_nifti(mapped.heatmap, case_dir / "heatmap.nii.gz", dtype=np.float32)
+    write_nifti(mask, case_dir / "mask.nii.gz", dtype=np.uint8)
+    record = case_record(case_id, model, mapped, mask, rule=rule, level=level, chosen_by=chosen_by,
+                         settings=settings, scores=scores, voxel_ml=voxel_volume_ml(mask.affine), image=image)
+    write_text_atomic(case_dir / "segmentation.json", _json({"case_id": case_id, "input": source, **record}))
+    row = None if scores is None else {
+        "case_id": case_id, "method": settings.method, "threshold": str(rule), "status": record["status"],
+        "label": label or "", "predicted": mapped.predicted, "target": mapped.target, **scores}
+    return record, row, mask
 
 
 def _json(payload: dict[str, Any]) -> str:

@@ -55,8 +55,9 @@ explain:
   batch_size: 4
 """
 TIMINGS = ("started", "finished", "seconds")
-# Provenance in explanations.json that differs between two identical runs: when and how fast it ran.
-VOLATILE = ("date", "wall_s", "peak_rss_mib", "peak_cuda_mib")
+# Provenance in explanations.json that differs between two identical runs: when and how fast it ran (and
+# the time estimate, from a pass timed on this machine).
+VOLATILE = ("date", "wall_s", "peak_rss_mib", "peak_cuda_mib", "actual_seconds", "estimated_seconds", "pass_seconds")
 
 
 def without_volatile(value):

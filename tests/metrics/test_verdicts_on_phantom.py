@@ -56,7 +56,10 @@ def _phantom() -> tuple[torch.Tensor, np.ndarray]:
     """A body (sphere, radius 10 mm, intensity 1 with texture) in air (0 with noise), a 2.5 mm lesion (2) inside it."""
     rng = np.random.default_rng(0)
     grid = np.stack(np.meshgrid(*[np.arange(SIZE)] * 3, indexing="ij")).astype(float)
-    radius = lambda centre: np.sqrt(np.sum((grid - np.reshape(centre, (3, 1, 1, 1))) ** 2, axis=0))
+
+    def radius(centre: tuple[int, int, int]) -> np.ndarray:
+        return np.sqrt(np.sum((grid - np.reshape(centre, (3, 1, 1, 1))) ** 2, axis=0))
+
     image = np.where(radius((16, 16, 16)) <= 10, 1.0, 0.0) + 0.03 * rng.standard_normal((SIZE,) * 3)
     lesion = radius((12, 16, 16)) <= 2.5
     image[lesion] = 2.0

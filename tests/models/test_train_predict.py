@@ -98,7 +98,7 @@ def test_gradient_clipping_bounds_every_step(cohort: Path, tmp_path: Path) -> No
     info = json.loads((tmp_path / "b" / "medxai-model.json").read_text())
     assert info["training"]["max_grad_norm"] == 1e-3
     with pytest.raises(ConfigError, match="clip must be positive"):
-        train_model(cohort, tmp_path / "c", max_grad_norm=0.0, **FAST)
+        train_model(cohort, tmp_path / "c", max_grad_norm=-1.0, **FAST)
 
 
 def test_training_refuses_bad_settings(cohort: Path, tmp_path: Path) -> None:

@@ -74,3 +74,40 @@ def test_many_failures_still_fit_one_page(tmp_path: Path) -> None:
     reader = PdfReader(str(pdf))
     assert len(reader.pages) == 1
     assert "32 more" in " ".join((reader.pages[0].extract_text() or "").split())
+
+
+def test_summary_names_the_model_segmentation_quality_and_only_the_metrics_shown(tmp_path: Path) -> None:
+    run = _run_folder(tmp_path / "run", cases=4)
+    rows = [ManifestRow("case_000", "done", segmentation="ok"),
+            ManifestRow("case_001", "done", segmentation="failed: the mask covers 97% of the body"),
+            ManifestRow("case_002", "done"),
+            ManifestRow("case_003", "failed", error="unreadable")]
+    write_manifest(run, rows)
+    (run / "case_002" / "segmentation.json").write_text(json.dumps(
+        {"case_id": "case_002", "status": "failed", "reason": "the threshold is the map's minimum"}))
+    (run / "run.json").write_text(json.dumps({"pipeline": {"name": "weakseg", "model": {"path": "/models/tiny_cnn"}},
+                                              "model_sha256": "ab12" * 16}))
+    pdf = write_cohort_summary(run, tmp_path / "summary.pdf")
+    text = " ".join((PdfReader(str(pdf)).pages[0].extract_text() or "").split())
+    assert "Model: tiny_cnn (weights sha256 ab12ab12ab12…)" in text
+    assert "1 of 3 masks are usable segmentations; 2 failed" in text
+    assert "the mask covers 97% of the body" in text and "the threshold is the map's minimum" in text
+    # the scores hold infidelity, max-sensitivity, randomisation Spearman, mass in mask and AUROC, no distance
+    assert "infidelity: lower is better" in text and "lesion-vs-background AUROC: higher is better" in text
+    assert "centre-of-mass" not in text
+
+
+def test_a_summary_without_a_model_record_says_so(tmp_path: Path) -> None:
+    pdf = write_cohort_summary(Cohort("no model", [CohortCase("c0", "done", prediction="lesion")]), tmp_path / "s.pdf")
+    assert "Model: not recorded" in " ".join((PdfReader(str(pdf)).pages[0].extract_text() or "").split())
+
+
+def test_count_axis_has_whole_number_ticks() -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from medxai.report.figures import bar_figure
+
+    figure = bar_figure({"lesion": 2, "normal": 1}, title="cases per predicted class")
+    FigureCanvasAgg(figure).draw()
+    ticks = figure.axes[0].get_xticks()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)  # matplotlib's default: 0, 0.25, 0.5 ...

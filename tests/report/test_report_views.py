@@ -148,7 +148,7 @@ def test_rendered_figure_is_not_blank_and_has_colour() -> None:
     point = np.unravel_index(int(np.argmax(heat)), heat.shape)
     png = view_grid([("peak", slice_views(reorientation, volume.data, point=point, overlay=shown))],
                     colouring=Colouring.for_map(heat, signed=False, label="test"))
-    pixels = imread(io.BytesIO(png))[..., :3]
+    pixels = imread(io.BytesIO(png.png))[..., :3]
     assert pixels.std() > 0.05
     colourful = np.abs(pixels[..., 0] - pixels[..., 2]) > 0.3  # inferno's orange/yellow: red far above blue
     assert colourful.sum() > 50

@@ -24,6 +24,9 @@ def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
 
     options = pipeline["explain"]
     check_methods(pipeline, "explain.methods", options["methods"])
+    if options["time_budget"] is not None and not options["time_budget"] > 0:
+        raise ConfigError(f"key 'explain.time_budget': expected a positive number of seconds, got {options['time_budget']}",
+                          path=pipeline.source)
     try:
         parse_target(options["target"], model.classes)
     except ConfigError as error:
@@ -37,8 +40,9 @@ def run(context: CaseContext) -> None:
     options, case = context.pipeline["explain"], context.case
     explanation = explain_case(context.model, context.channels, methods=options["methods"],
                                target=options["target"], seed=options["seed"], batch_size=options["batch_size"],
-                               case_id=case.case_id)
+                               case_id=case.case_id, time_budget=options["time_budget"])
     if explanation.failed:
         reasons = "; ".join(f"{name}: {reason}" for name, reason in explanation.failed.items())
         raise MedxaiError(f"attribution failed ({reasons})")
     write_case(explanation, context.case_dir.parent, source=case.source)
+    context.results["explanation"] = explanation  # the score stage scores these heatmaps, not new ones

@@ -31,6 +31,13 @@ def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
         raise ConfigError(f"key 'report.page_size': {error.problem}", path=pipeline.source) from None
     if not 0 <= options["percentile"] < 100:
         raise ConfigError("key 'report.percentile': expected a value in [0, 100)", path=pipeline.source)
+    if options["window"] is not None:
+        from medxai.report.windows import parse_window
+
+        try:
+            parse_window(options["window"])
+        except ConfigError as error:
+            raise ConfigError(f"key 'report.window': {error.problem}", path=pipeline.source) from None
 
 
 def run(context: CaseContext) -> None:
@@ -44,7 +51,7 @@ def run(context: CaseContext) -> None:
     results = load_case([context.case_dir], scan=context.scan, mask=context.mask,
                         model_dir=model_path if context.model is not None else None)
     write_case_report(results, context.case_dir / CASE_REPORT, page_size=options["page_size"],
-                      percentile=float(options["percentile"]))
+                      percentile=float(options["percentile"]), window=options["window"])
 
 
 def finish(pipeline: Pipeline, out_dir: Path, done: Sequence[str]) -> None:

@@ -28,15 +28,33 @@ def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
     check_target(pipeline, "score.target", pipeline["score"]["target"], model)
 
 
+def reusable_explanation(context: CaseContext) -> Any:
+    """The explain stage's explanation of this case when it is the one scoring needs (the same methods, class
+    target and seed), else None: each heatmap is computed once per case."""
+    explanation = context.results.get("explanation")
+    explain, score = context.pipeline["explain"], context.pipeline["score"]
+    if explanation is None or (explain["target"], explain["seed"]) != (score["target"], score["seed"]):
+        return None
+    methods = methods_of(context.pipeline)
+    if sorted(methods) != sorted([*explanation.heatmaps, *explanation.failed]):
+        return None
+    return explanation
+
+
 def run(context: CaseContext) -> None:
     from medxai.metrics.model_grid import ScoreSettings
-    from medxai.metrics.scoring import score_case, score_columns, write_scores_csv
+    from medxai.metrics.scoring import score_case, score_columns, score_explained, write_scores_csv
 
     options = context.pipeline["score"]
     settings = ScoreSettings(tolerance_mm=float(options["tolerance_mm"]), sanity_threshold=float(options["sanity_threshold"]),
                              sensitivity=options["sensitivity"], sanity=options["sanity"])
-    rows = score_case(context.model, context.channels, methods=methods_of(context.pipeline), mask=context.mask,
-                      seed=options["seed"], target=options["target"], settings=settings, case_id=context.case.case_id)
+    explanation = reusable_explanation(context)
+    if explanation is None:
+        rows = score_case(context.model, context.channels, methods=methods_of(context.pipeline), mask=context.mask,
+                          seed=options["seed"], target=options["target"], settings=settings, case_id=context.case.case_id)
+    else:
+        rows = score_explained(context.model, context.channels, explanation, mask=context.mask, seed=options["seed"],
+                               settings=settings)
     rows = [{**row, "input": context.case.source} for row in rows]
     write_scores_csv(rows, context.case_dir / SCORES, columns=score_columns(settings, with_mask=context.mask is not None))
 

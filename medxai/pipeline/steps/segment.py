@@ -1,18 +1,16 @@
 """Segment stage: a weakly-supervised lesion mask cut from the class heatmap (Chatterjee et al.).
 
-The same steps as ``medxai segment`` for one case (:mod:`medxai.segmentation`): the target-class map
-(the model's own heatmaps, or a post-hoc method), thresholded on the model grid and applied on the scan's
-own grid. Writes ``OUT/<case_id>/{mask,heatmap}.nii.gz`` and ``segmentation.json``; with an input mask also
+The same per-case body as ``medxai segment`` (:func:`medxai.segmentation.segment.write_segmentation`) with the
+same defaults (the model's saved ``threshold.json`` rule and refinement, else the default rule and
+``refine: auto``): the target-class map (the model's own heatmaps, or a post-hoc method), thresholded and
+written on the scan's own grid. Writes ``OUT/<case_id>/{mask,heatmap}.nii.gz`` and ``segmentation.json``; with an input mask also
 ``segmentation_scores.csv`` (Dice, IoU, HD95), merged into ``OUT/segmentation_scores.csv`` at the end.
 The mask is left in ``context.results["segment_mask"]`` for the radiomics stage.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
-
-import numpy as np
 
 from medxai.errors import ConfigError
 from medxai.io.atomic import write_text_atomic
@@ -26,22 +24,33 @@ SCORES = "segmentation_scores.csv"
 
 
 def settings_of(pipeline: Pipeline, model: Any) -> Any:
-    from medxai.segmentation.segment import SegmentSettings
+    """The segment section as :class:`SegmentSettings` (as ``medxai segment`` takes its options): a rule, or
+    None for the model's saved ``threshold.json`` rule else the default; ``refine: auto`` likewise."""
+    from medxai.segmentation.refine import check_refiner
+    from medxai.segmentation.segment import AUTO, SegmentSettings
     from medxai.segmentation.threshold import parse_threshold
 
     options = pipeline["segment"]
+    refine = None if options["refine"] == "none" else options["refine"]
     try:
-        rule = parse_threshold(options["threshold"])
+        rule = None if options["threshold"] is None else parse_threshold(options["threshold"])
     except ConfigError as error:
         raise ConfigError(f"key 'segment.threshold': {error.problem}", path=pipeline.source) from None
+    try:
+        if refine != AUTO:
+            check_refiner(refine)
+    except ConfigError as error:
+        raise ConfigError(f"key 'segment.refine': {error.problem}", path=pipeline.source) from None
     negative = options["negative_class"] if options["negative_class"] in model.classes else None
     return SegmentSettings(rule=rule, method=options["method"], target=options["target"], negative_class=negative,
-                           keep_largest=options["keep_largest"], fill_holes=options["fill_holes"], seed=options["seed"])
+                           keep_largest=options["keep_largest"], fill_holes=options["fill_holes"], seed=options["seed"],
+                           refine=refine, refine_margin_mm=float(options["refine_margin_mm"]))
 
 
 def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
     from medxai.models.weakseg import has_heatmaps
     from medxai.segmentation.heatmaps import OWN
+    from medxai.segmentation.sweep import read_saved_threshold
 
     settings = settings_of(pipeline, model)
     if settings.method == OWN and not has_heatmaps(model.network):
@@ -51,36 +60,25 @@ def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
     if settings.method != OWN:
         check_methods(pipeline, "segment.method", [settings.method])
     check_target(pipeline, "segment.target", settings.target, model)
+    read_saved_threshold(pipeline["model"]["path"], weights_sha256=model.sha256)  # a broken record: before any case
 
 
 def run(context: CaseContext) -> None:
-    from medxai.io.nifti import write_nifti
     from medxai.segmentation.heatmaps import class_map
-    from medxai.segmentation.overlap import overlap_scores, voxel_volume_ml
-    from medxai.segmentation.reporting import case_record, scores_csv
-    from medxai.segmentation.segment import cut_mask
+    from medxai.segmentation.reporting import scores_csv
+    from medxai.segmentation.segment import resolve_settings, write_segmentation
+    from medxai.segmentation.sweep import read_saved_threshold
 
     model, case, folder = context.model, context.case, context.case_dir
-    settings = settings_of(context.pipeline, model)
+    saved = read_saved_threshold(context.pipeline["model"]["path"], weights_sha256=model.sha256)
+    settings, rule, chosen_by = resolve_settings(settings_of(context.pipeline, model), saved)
     mapped = class_map(model, context.channels, method=settings.method, target=settings.target,
                        negative_class=settings.negative_class, seed=settings.seed)
-    mask, level = cut_mask(mapped, rule=settings.rule, keep_largest=settings.keep_largest, fill=settings.fill_holes)
-    scores = overlap_scores(mask, context.mask) if context.mask is not None else None
-    write_nifti(mapped.heatmap, folder / "heatmap.nii.gz", dtype=np.float32)
-    write_nifti(mask, folder / "mask.nii.gz", dtype=np.uint8)
-    record = case_record(case.case_id, model, mapped, mask, rule=settings.rule, level=level, chosen_by="option",
-                         settings=settings, scores=scores, voxel_ml=voxel_volume_ml(mask.affine), image=context.channels[0])
-    record = {"case_id": case.case_id, "input": case.source, **record}
-    write_text_atomic(folder / "segmentation.json", json.dumps(record, indent=2, default=_plain) + "\n")
-    if scores is not None:
-        row = {"case_id": case.case_id, "method": settings.method, "threshold": str(settings.rule), "status": record["status"],
-               "label": case.label or "", "predicted": mapped.predicted, "target": mapped.target, **scores}
+    _, row, mask = write_segmentation(folder, case.case_id, case.source, model, mapped, context.mask, context.channels[0],
+                                      rule=rule, chosen_by=chosen_by, settings=settings, label=case.label)
+    if row is not None:
         write_text_atomic(folder / SCORES, scores_csv([row]))
     context.results["segment_mask"] = None if mapped.empty_reason else mask
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, (np.floating, np.integer)) else str(value)
 
 
 def finish(pipeline: Pipeline, out_dir: Path, done: Sequence[str]) -> None:

@@ -1,0 +1,230 @@
+"""Attribution of a patch-trained model on a whole scan, window by window (models with ``sliding_window``).
+
+Each window the sliding-window inferer places is explained on its own, as the network saw it in training: the
+target is *this class's logit of this window* (or the contrast of two classes' logits of this window), never
+the scan-level score. The window maps are blended with the weights the inferer uses for the class maps
+(MONAI :class:`~monai.inferers.SlidingWindowInferer`: ``gaussian`` or ``constant``): at every voxel the
+weighted mean of the overlapping windows' attributions, where each window's weight is its importance map.
+
+How each method's meaning carries over (also written in ``explanations.json``, ``window_combination``):
+
+* ``own`` (GP class maps, ``medxai segment``): each window's class map, blended by the inferer itself.
+* gradient methods (``saliency``, ``input_x_gradient``, ``smoothgrad``, ``guided_backprop``, ``deeplift``,
+  ``lrp``, ``integrated_gradients``): each window's map is that method's map for the window's own logit;
+  where windows overlap, the weighted mean. Completeness (integrated gradients, DeepLIFT, LRP's
+  conservation) holds per window: a window's map sums to ``f(window) - f(baseline window)``; for the whole
+  scan it holds only where the windows do not overlap (``overlap`` 0, ``constant`` blend), since the blend
+  is a mean, not a sum.
+* CAM methods (``gradcam``, ``gradcampp``, ``smooth_gradcampp``): each window's CAM, upsampled to the window,
+  blended as above: a map of where each window's own evidence for the class lies.
+* perturbation methods (``occlusion``, ``feature_ablation``): patches occluded inside each window, the change
+  of that window's logit; blended as above.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from medxai.attribution.admission import admit, sample_cost
+from medxai.attribution.base import Execution
+from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
+from medxai.attribution.registry import create_method
+from medxai.attribution.targets import ClassTarget, PredictedClass, Target
+from medxai.attribution.timing import LONG_WORK_S, Passes, TimeBudgetExceeded, TimeEstimate, check_budget, estimate
+from medxai.errors import ConfigError
+from medxai.volume import Volume
+from medxai.models.loaded import window_record
+from medxai.models.sliding import SlidingWindow, SlidingWindowNetwork, padded_to_window, window_slices
+
+CAM_METHODS = frozenset({"gradcam", "gradcampp", "smooth_gradcampp"})
+COMPLETE_METHODS = frozenset({"integrated_gradients", "deeplift", "lrp"})
+PERTURBATION_METHODS = frozenset({"occlusion", "feature_ablation", "kernel_shap"})
+
+
+def window_combination(name: str, blend: str) -> str:
+    """How ``name``'s window maps make the scan's map (recorded per method)."""
+    blended = f"blended voxel-wise with the inferer's {blend} window weights (weighted mean where windows overlap)"
+    if name == "own":
+        return f"each window's own class map (the network's output), {blended}"
+    if name in CAM_METHODS:
+        return f"each window's CAM for its own logit of the target class, upsampled to the window, {blended}"
+    if name in PERTURBATION_METHODS:
+        return f"occlusion inside each window, the change of that window's own logit of the target class, {blended}"
+    text = f"each window explained for its own logit of the target class, {blended}"
+    if name in COMPLETE_METHODS:
+        text += ("; completeness holds per window (a window's map sums to f(window) - f(baseline)), for the whole "
+                 "scan only where windows do not overlap")
+    return text
+
+
+def window_target(target: Target, scan_logits: torch.Tensor) -> Target:
+    """The per-window target: the scan's predicted class becomes that class's logit in every window."""
+    if isinstance(target, PredictedClass):
+        return ClassTarget(int(scan_logits[0].argmax()))
+    if getattr(target, "region", None) is not None:
+        raise ConfigError("a mask, box or voxel target is not supported for models trained on patches")
+    return target
+
+
+def stitch_attributions(method: Any, window: SlidingWindow, inputs: torch.Tensor, target: Target, *,
+                        on_window: Callable[[], None] | None = None) -> torch.Tensor:
+    """``method``'s (an attribution method built on the window network) map of every window of ``inputs``
+    (1, C, X, Y, Z) for ``target``, blended by MONAI's inferer with the class maps' weights: (1, C, X, Y, Z)."""
+
+    def explain(windows: torch.Tensor) -> torch.Tensor:  # (B, C, *patch) -> (B, C, *patch)
+        maps = []
+        for one in windows:
+            maps.append(method.attribute(one[None], target).to(windows.device))
+            if on_window is not None:
+                on_window()
+        return torch.cat(maps)
+
+    return window.inferer()(inputs, explain)
+
+
+def window_explainer(name: str, network: SlidingWindowNetwork, *, seed: int, index: int,
+                     options: Mapping[str, Any] | None = None) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """``explain(net, inputs) -> (1, C, X, Y, Z)`` for the scores' re-explanations (perturbed inputs, randomised
+    copies ``net`` of ``network``): method ``name`` window by window for class ``index``, as
+    :func:`attribute_in_windows` draws the written map (per channel, not summed)."""
+    device = next((p.device for p in network.parameters()), torch.device("cpu"))
+    execution = Execution(device=str(device), seed=seed, spacing_mm=network.window.spacing_mm)
+    main = create_method(name, network.base, execution=execution, options=options)
+
+    def explain(net: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        method = main if net is network else create_method(name, net.base, execution=execution, options=options)  # type: ignore[union-attr]
+        return stitch_attributions(method, net.window, inputs, ClassTarget(index))  # type: ignore[union-attr]
+
+    return explain
+
+
+def windows_estimate(one_window: TimeEstimate, windows: int) -> TimeEstimate:
+    """The time of ``windows`` windows from the estimate of one."""
+    passes = one_window.passes
+    return TimeEstimate(method=one_window.method, passes=Passes(count=windows, unit="windows", forward=passes.forward * windows,
+                                                                backward=passes.backward * windows, batch=passes.batch),
+                        forward_s=one_window.forward_s, backward_s=one_window.backward_s, seconds=one_window.seconds * windows)
+
+
+def attribute_in_windows(
+    model: Any, inputs: torch.Tensor, target: Target, name: str, *, seed: int = 0, batch_size: int | str = "auto",
+    options: Mapping[str, Any] | None = None, device: torch.device | None = None, time_budget: float | None = None,
+    notice: Callable[[str], None] | None = None, progress: Callable[[str, int, int], None] | None = None, label: str = "",
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Method ``name``'s map of a whole prepared scan ``inputs`` (1, C, X, Y, Z) (summed over channels), its
+    windows explained one by one for ``target`` (a class or contrast of each window's logits) and blended
+    like the class maps; and its record. Before anything runs, one window's pass is admitted for memory and
+    the time of all windows estimated (one window's estimate x the windows): over ``time_budget`` it is
+    refused (TimeBudgetExceeded), over 30 s announced to ``notice``; ``progress`` counts the windows."""
+    window = model.sliding_window
+    base = model.network.base
+    device = device or inputs.device
+    options = dict(options or {})
+    if name in CAM_METHODS and model.target_layer and "layer" not in options:
+        options["layer"] = model.target_layer
+    slices = window_slices(inputs.shape[2:], window)
+    probe = padded_to_window(inputs, window)[(slice(None), slice(None), *slices[0])]
+    cost = sample_cost(base, probe, [name])
+    batch = auto_batch_size(base, probe, sample_bytes=cost.backward) if batch_size == "auto" else int(batch_size)
+    needed = admit(name, cost, batch_size=batch, device=device)
+    execution = Execution(device=str(device), batch_size=batch, seed=seed, spacing_mm=window.spacing_mm)
+    method = create_method(name, base, execution=execution, options=options)
+    count = len(slices)
+    expected = windows_estimate(estimate(name, method.plan(probe), base, probe, model_key=(str(model.sha256), "window"),
+                                         dtype=method.autocast_dtype), count)
+    check_budget(expected, time_budget)
+    label = f"{name} ({label})" if label else name
+    if notice is not None and expected.seconds > LONG_WORK_S:
+        notice(expected.summary(label))
+    deltas: list[float] = []
+    done = 0
+
+    def on_window() -> None:
+        nonlocal done
+        delta = method.diagnostics.get("convergence_delta")
+        if delta is not None:
+            deltas.append(float(np.max(np.abs(delta))))
+        done += 1
+        if progress is not None:
+            progress(label, done, count)
+
+    with PeakMemorySampler(device) as memory:
+        started = time.perf_counter()
+        stitched = stitch_attributions(method, window, inputs.to(device, torch.float32), target, on_window=on_window)
+        wall = time.perf_counter() - started
+    if not bool(torch.isfinite(stitched).all()):
+        raise ArithmeticError("the heatmap holds non-finite values")
+    diagnostics = dict(method.diagnostics)
+    diagnostics.pop("convergence_delta", None)
+    record: dict[str, Any] = {
+        "parameters": dict(method.params), "sign": method.sign, "normalisation": "none, raw attribution",
+        "needs_gradients": method.needs_gradients, "reference": method.reference, "wall_s": round(wall, 4),
+        **expected.to_record(), "actual_seconds": round(wall, 3),
+        "estimated_pass_mib": round(needed / 2**20, 1), "peak_rss_mib": round(memory.result.rss_mib, 1),
+        "peak_cuda_mib": None if memory.result.cuda_mib is None else round(memory.result.cuda_mib, 1),
+        "convergence_delta": max(deltas) if deltas else None, "diagnostics": diagnostics,
+        "channel_reduction": "sum over input channels" if inputs.shape[1] > 1 else "none (one channel)",
+        "window_combination": window_combination(name, window.blend), "windows": count, "batch_size": batch,
+    }
+    return stitched[0].sum(dim=0).detach().cpu().numpy().astype(np.float32), record
+
+
+def explain_in_windows(
+    model: Any, prepared: Any, channels: Sequence[Any], *, case_id: str, methods: Sequence[str], goal: Target,
+    output: torch.Tensor, prediction: Mapping[str, Any], region_kind: str | None, seed: int, device: torch.device,
+    batch_size: int | str, options: Mapping[str, Mapping[str, Any]], progress: Any = None,
+    time_budget: float | None = None, notice: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Volume], dict[str, np.ndarray], dict[str, Any], dict[str, str]]:
+    """The methods of :func:`medxai.attribution.engine.explain_case` for a patch-trained model, each through
+    :func:`attribute_in_windows` for ``goal`` (the parsed target; ``predicted`` is the class of the scan-level
+    ``output``), the maps mapped to the scan's grid by the recorded inverse preprocessing. Returns the native
+    heatmaps, the model-grid maps, the record (``explanations.json`` but its ``target``, which the engine
+    resolves) and the failed methods."""
+    from medxai.attribution.provenance import input_records, library_versions, utc_now
+
+    if region_kind is not None:
+        raise ConfigError(f"a --{region_kind} target is not supported for models trained on patches (sliding windows)")
+    inputs = prepared.tensor.as_tensor()[None].to(device, torch.float32)
+    goal = window_target(goal, output)
+    heatmaps: dict[str, Volume] = {}
+    model_maps: dict[str, np.ndarray] = {}
+    records: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    refused: dict[str, Any] = {}
+    for done, name in enumerate(methods):
+        if progress is not None:
+            progress(f"explain {case_id}", done, len(methods))
+        try:
+            model_map, record = attribute_in_windows(model, inputs, goal, name, seed=seed, batch_size=batch_size,
+                                                     options=options.get(name, {}), device=device, time_budget=time_budget,
+                                                     notice=notice, progress=progress, label=case_id)
+        except TimeBudgetExceeded as error:  # refused before it ran
+            failed[name], refused[name] = str(error), error.estimate.to_record()
+            continue
+        except (RuntimeError, MemoryError, ArithmeticError) as error:  # resources or numerics, not bad input
+            failed[name] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            continue
+        heatmaps[name] = model.preprocessor.to_native(model_map, prepared, interpolation="linear")
+        model_maps[name] = model_map
+        records[name] = {"file": f"{name}.nii.gz", **record}
+    if progress is not None:
+        progress(f"explain {case_id}", len(methods), len(methods))
+    reference = prepared.reference
+    spacing = [round(float(s), 6) for s in np.linalg.norm(np.asarray(prepared.tensor.affine)[:3, :3], axis=0)]
+    record = {
+        "case_id": case_id, "inputs": input_records(channels),
+        "model": {"sha256": model.sha256, "arch": model.arch, "classes": list(model.classes), "task": model.task},
+        "output": "classification", "explained_output": "each window's class logits (sliding windows)",
+        "prediction": dict(prediction), "seed": seed, "device": str(device),
+        "batch_size": {"requested": str(batch_size), "used": next((r["batch_size"] for r in records.values()), None)},
+        "grid": {"native_shape": list(reference.shape), "native_affine": reference.affine.tolist(),
+                 "model_shape": list(inputs.shape[2:]), "model_spacing_mm": spacing},
+        "sliding_window": window_record(model),
+        "versions": library_versions(), "date": utc_now(), "methods": records, "failed_methods": failed,
+        "time_budget": {"budget_s": time_budget, "refused": refused},
+    }
+    return heatmaps, model_maps, record, failed
