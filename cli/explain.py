@@ -11,6 +11,7 @@ from . import console, options
 
 def register(app: typer.Typer) -> None:
     @app.command("explain")
+    @options.with_model_options
     def explain(
         model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model directory (or TorchScript file / MONAI bundle)."),
         scans: List[str] = typer.Argument(..., metavar="SCAN...", help="Scans: NIfTI, NRRD or DICOM folder ('a.nii.gz;b.nii.gz' for several channels)."),
@@ -20,19 +21,11 @@ def register(app: typer.Typer) -> None:
         mask: Optional[Path] = typer.Option(None, "--mask", help="Mask on the scan's grid: target region (segmentation) or occlusion ROI."),
         box: Optional[str] = typer.Option(None, "--box", help="i0,j0,k0,i1,j1,k1 (inclusive voxel corners): target region or occlusion ROI."),
         voxel: Optional[str] = typer.Option(None, "--voxel", help="i,j,k: explain one voxel of a segmentation output."),
-        device: str = options.device_option(),
         batch_size: str = typer.Option("auto", "--batch-size", help="Samples per internal forward pass: auto (fits free memory) or N."),
         seed: int = typer.Option(0, "--seed", help="Seed of the noise of SmoothGrad and Smooth Grad-CAM++."),
         time_budget: Optional[float] = typer.Option(None, "--time-budget", metavar="SECONDS",
                                                     help="Refuse, before it runs, a method estimated to take longer (exit 3; the other methods run)."),
-        classes: Optional[str] = options.classes_option(),
-        spatial_size: Optional[str] = options.spatial_size_option(),
-        spacing: Optional[str] = options.spacing_option(),
-        intensity: Optional[str] = options.intensity_option(),
-        overlap: Optional[float] = options.overlap_option(),
-        blend: Optional[str] = options.blend_option(),
-        sw_batch_size: Optional[int] = options.sw_batch_size_option(),
-        trust_model: bool = options.trust_option(),
+        model_options: options.ModelOptions = options.ModelOptions(),
     ) -> None:
         """Explain each scan with each method; heatmaps keep raw values and the scan's affine."""
         from medxai.attribution.batch import explain_scans, parse_batch_size, parse_indices
@@ -48,9 +41,7 @@ def register(app: typer.Typer) -> None:
         case_options = dict(target=target, mask=mask, box=parse_indices(box, count=6, name="box"),
                        voxel=parse_indices(voxel, count=3, name="voxel"), seed=seed, batch_size=parse_batch_size(batch_size),
                        time_budget=time_budget, notice=console.info)
-        model, = options.ModelOptions(device=device, trust=trust_model, classes=classes, spatial_size=spatial_size,
-                                      spacing=spacing, intensity=intensity,
-                                      overlap=overlap, blend=blend, sw_batch_size=sw_batch_size).load([model_dir])
+        model, = model_options.load([model_dir])
         with console.progress() as progress:
             result = explain_scans(model, [scan_channels(s) for s in scans], unique_case_ids(scans), out_dir,
                                    methods=chosen, progress=progress, **case_options)

@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
                          "of a finding; --negative-class none gives every class its own map)")
 
     @app.command("predict")
+    @options.with_model_options
     def predict(
         model: Path = typer.Argument(..., help="Model directory, TorchScript file or MONAI bundle folder."),
         scans: list[str] = typer.Argument(..., help="Scans (NIfTI/NRRD file or DICOM folder); channels joined by ';'."),
@@ -64,23 +65,13 @@ def register(app: typer.Typer) -> None:
         output: Optional[Path] = options.out_option("Write preds.csv (case_id,prediction,p_<class>...); default: stdout.", required=False),
         json_output: bool = typer.Option(False, "--json", help="Print predictions as JSON."),
         batch_size: int = typer.Option(4, "--batch-size", min=1, help="Scans per forward pass."),
-        device: str = options.device_option(),
-        classes: Optional[str] = options.classes_option(),
-        spatial_size: Optional[str] = options.spatial_size_option(),
-        spacing: Optional[str] = options.spacing_option(),
-        intensity: Optional[str] = options.intensity_option(),
-        overlap: Optional[float] = options.overlap_option(),
-        blend: Optional[str] = options.blend_option(),
-        sw_batch_size: Optional[int] = options.sw_batch_size_option(),
-        trust_model: bool = options.trust_option(),
+        model_options: options.ModelOptions = options.ModelOptions(),
     ) -> None:
         """Class probabilities per scan; several models are ensembled by averaging their probabilities."""
         from medxai.models.predict import predict as run_predict
         from medxai.models.predict import predictions_csv, write_predictions
 
-        models = options.ModelOptions(device=device, trust=trust_model, classes=classes, spatial_size=spatial_size,
-                                      spacing=spacing, intensity=intensity,
-                                      overlap=overlap, blend=blend, sw_batch_size=sw_batch_size).load([model, *extra_models])
+        models = model_options.load([model, *extra_models])
         # One scan: its error is the command's (exit 4). Several: a bad scan is reported and skipped (exit 3).
         failed: list[tuple[str, str]] | None = [] if len(scans) > 1 else None
         with console.progress() as callback:

@@ -2,9 +2,11 @@
 the one way a command turns the model options into loaded models."""
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import typer
 
@@ -106,3 +108,31 @@ class ModelOptions:
                                                intensity=self.intensity, trust=self.trust),
                                     overlap=self.overlap, blend=self.blend, sw_batch_size=self.sw_batch_size)
                 for path in paths]
+
+
+# The options of :class:`ModelOptions` as each command declares them: (annotation, Typer option).
+_MODEL_OPTIONS: dict[str, tuple[Any, Callable[[], Any]]] = {
+    "device": (str, device_option), "trust": (bool, trust_option), "classes": (Optional[str], classes_option),
+    "spatial_size": (Optional[str], spatial_size_option), "spacing": (Optional[str], spacing_option),
+    "intensity": (Optional[str], intensity_option), "overlap": (Optional[float], overlap_option),
+    "blend": (Optional[str], blend_option), "sw_batch_size": (Optional[int], sw_batch_size_option),
+}
+
+
+def with_model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``command`` (taking ``model_options: ModelOptions``) as a Typer command with the shared model options
+    added to its signature: one declaration for every command that loads a model (Typer reads the options
+    from the signature, so they are declared there rather than repeated in each command)."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [parameter for name, parameter in signature.parameters.items() if name != "model_options"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option(), annotation=annotation)
+             for name, (annotation, option) in _MODEL_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def run(**values: Any) -> Any:
+        chosen = ModelOptions(**{name: values.pop(name) for name in _MODEL_OPTIONS})
+        return command(**values, model_options=chosen)
+
+    run.__signature__ = signature.replace(parameters=[*kept, *added])  # type: ignore[attr-defined]
+    run.__annotations__ = {**{p.name: p.annotation for p in kept}, **{n: a for n, (a, _) in _MODEL_OPTIONS.items()}}
+    return run

@@ -127,6 +127,7 @@ def warn_failed_sanity(rows: list[dict[str, Any]]) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command("score")
+    @options.with_model_options
     def score(
         model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model directory (or TorchScript file)."),
         scans: List[str] = typer.Argument(..., metavar="SCAN...", help="Scans to explain and score (one case each; 'a.nii.gz;b.nii.gz' for several channels)."),
@@ -139,16 +140,8 @@ def register(app: typer.Typer) -> None:
         sanity_threshold: float = typer.Option(0.5, "--sanity-threshold", help="Fail when the top-5% regions of the map and of the fully randomised model's map overlap (Dice) >= this."),
         sensitivity: bool = typer.Option(True, "--sensitivity/--no-sensitivity", help="Compute max-sensitivity (explains perturbed copies)."),
         sanity: bool = typer.Option(True, "--sanity/--no-sanity", help="Run the model-randomisation sanity check."),
-        device: str = options.device_option(),
-        classes: Optional[str] = options.classes_option(),
-        spatial_size: Optional[str] = options.spatial_size_option(),
-        spacing: Optional[str] = options.spacing_option(),
-        intensity: Optional[str] = options.intensity_option(),
-        overlap: Optional[float] = options.overlap_option(),
-        blend: Optional[str] = options.blend_option(),
-        sw_batch_size: Optional[int] = options.sw_batch_size_option(),
         json_output: bool = typer.Option(False, "--json", help="Print the rows (with the sanity cascade) as JSON."),
-        trust_model: bool = options.trust_option(),
+        model_options: options.ModelOptions = options.ModelOptions(),
     ) -> None:
         """Faithfulness (infidelity, deletion), robustness (max-sensitivity), sanity and, with masks, localisation in mm."""
         from medxai.attribution.defaults import DEFAULT_METHOD
@@ -156,9 +149,7 @@ def register(app: typer.Typer) -> None:
         from medxai.metrics.scoring import json_ready, score_cases, score_columns, write_scores_csv
 
         settings = ScoreSettings(tolerance_mm=tolerance_mm, sanity_threshold=sanity_threshold, sensitivity=sensitivity, sanity=sanity)
-        model, = options.ModelOptions(device=device, trust=trust_model, classes=classes, spatial_size=spatial_size,
-                                      spacing=spacing, intensity=intensity,
-                                      overlap=overlap, blend=blend, sw_batch_size=sw_batch_size).load([model_dir])
+        model, = model_options.load([model_dir])
         with console.progress() as progress:
             rows, failures = score_cases(model, scans, methods=methods or [DEFAULT_METHOD], masks=masks, seed=seed,
                                          target=target, settings=settings, progress=progress)

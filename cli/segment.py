@@ -11,6 +11,7 @@ from . import console, options
 
 def register(app: typer.Typer) -> None:
     @app.command("segment")
+    @options.with_model_options
     def segment(
         model_dir: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model directory (medxai train output)."),
         scans: List[str] = typer.Argument(..., metavar="SCAN...", help="Scans ('flair.nii.gz;t1c.nii.gz' for several channels) or labels.csv manifests."),
@@ -28,16 +29,8 @@ def register(app: typer.Typer) -> None:
         sweep_grid: str = typer.Option("wide", "--sweep-grid", help="'wide' (the paper's offsets, otsu, multiotsu:3..5, body-quantile:0.8..0.99), 'paper' (multiotsu-offset 0.4..1.0) or comma-separated thresholds."),
         save_threshold: bool = typer.Option(False, "--save-threshold", help="With --sweep: keep the chosen threshold (and --refine) in MODEL_DIR/threshold.json for this --method; later runs without --threshold use it."),
         seed: int = typer.Option(0, "--seed", help="Seed of stochastic attribution methods."),
-        device: str = options.device_option(),
-        classes: Optional[str] = options.classes_option(),
-        spatial_size: Optional[str] = options.spatial_size_option(),
-        spacing: Optional[str] = options.spacing_option(),
-        intensity: Optional[str] = options.intensity_option(),
-        overlap: Optional[float] = options.overlap_option(),
-        blend: Optional[str] = options.blend_option(),
-        sw_batch_size: Optional[int] = options.sw_batch_size_option(),
-        trust_model: bool = options.trust_option(),
         json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        model_options: options.ModelOptions = options.ModelOptions(),
     ) -> None:
         """Threshold each scan's class heatmap into a mask on the scan's own grid (Chatterjee et al.)."""
         from medxai.segmentation.segment import SegmentSettings, collect_inputs, segment_scans
@@ -47,9 +40,7 @@ def register(app: typer.Typer) -> None:
                                    target=target, negative_class=negative_class, keep_largest=lcc, fill_holes=fill_holes,
                                    seed=seed, refine=None if refine == "none" else refine, refine_margin_mm=refine_margin)
         grid = parse_threshold_list(sweep_grid) if sweep else None
-        model, = options.ModelOptions(device=device, trust=trust_model, classes=classes, spatial_size=spatial_size,
-                                      spacing=spacing, intensity=intensity,
-                                      overlap=overlap, blend=blend, sw_batch_size=sw_batch_size).load([model_dir])
+        model, = model_options.load([model_dir])
         cases = collect_inputs(scans, masks=masks)
         with console.progress() as progress:
             summary = segment_scans(model_dir, cases, out_dir, settings=settings, sweep=grid, model=model,

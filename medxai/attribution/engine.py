@@ -19,11 +19,13 @@ from torch import nn
 from medxai.attribution.base import Execution
 from medxai.attribution.admission import SampleCost, admit, sample_cost
 from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
+from medxai.attribution.method_runs import case_method_options, run_methods
 from medxai.attribution.provenance import input_records, library_versions, utc_now
 from medxai.attribution.regions import box_mask, to_model_grid, voxel_mask
-from medxai.attribution.registry import DEFAULT_METHOD, check_method_names, create_method
+from medxai.attribution.defaults import DEFAULT_METHOD
+from medxai.attribution.registry import check_method_names, create_method
 from medxai.attribution.targets import ClassTarget, ContrastTarget, PredictedClass, Target, output_kind
-from medxai.attribution.timing import LONG_WORK_S, TimeBudgetExceeded, check_budget, estimate, synchronize
+from medxai.attribution.timing import LONG_WORK_S, check_budget, estimate, synchronize
 from medxai.errors import ConfigError
 from medxai.io.naming import case_id_from_path
 from medxai.volume import Volume
@@ -32,8 +34,6 @@ ProgressCallback = Callable[[str, int, int], None]
 Notice = Callable[[str], None]  # a one-line diagnostic for the user (the CLI prints it on stderr)
 ScanInput = str | Path | Volume  # a scan channel: a path to read, or a volume already read
 NORMALISATION = "none, raw attribution"
-CAM_METHODS = frozenset({"gradcam", "gradcampp", "smooth_gradcampp"})
-ROI_METHODS = frozenset({"occlusion", "feature_ablation"})  # perturbation methods: the given ROI, else the body
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,12 +266,7 @@ def explain_case(
         if region_kind == "voxel":
             raise ConfigError("a voxel target needs a segmentation model; for a classifier give --mask or --box as occlusion ROI")
         roi = region
-    for name in ROI_METHODS & set(methods):
-        options.setdefault(name, {}).setdefault("roi", roi if roi is not None else "body")
-    layer = getattr(model, "target_layer", None)  # the CAM layer the architecture registered, if any
-    for name in CAM_METHODS & set(methods):
-        if layer and "layer" not in options.get(name, {}):
-            options.setdefault(name, {})["layer"] = f"network.{layer}" if explained is not network else layer
+    options = case_method_options(model, methods, options, roi=roi, layer_prefix="network." if explained is not network else "")
     # Resolved once for every method (one clean pass in all, the prediction's own when it is the output explained).
     goal = parse_target(target, model.classes, region=target_region).resolve(
         explained, inputs, output=output if explained is network else None)
@@ -279,30 +274,13 @@ def explain_case(
     resolved_batch = auto_batch_size(explained, inputs, sample_bytes=cost.backward) if batch_size == "auto" else int(batch_size)
     execution = Execution(device=str(torch_device), batch_size=resolved_batch, seed=seed, spacing_mm=spacing)  # type: ignore[arg-type]
 
-    heatmaps: dict[str, Volume] = {}
-    model_maps: dict[str, np.ndarray] = {}
-    records: dict[str, Any] = {}
-    failed: dict[str, str] = {}
-    refused: dict[str, Any] = {}
     timing = TimePolicy(model_key=(str(model.sha256), type(explained).__name__), budget_s=time_budget, notice=notice,
                         progress=progress, label=case_id, clean_forward_s=clean_forward_s if explained is network else None)
-    for done, name in enumerate(methods):
-        if progress is not None:  # one bar per case, advancing method by method
-            progress(f"explain {case_id}", done, len(methods))
-        try:
-            model_map, record = _run_method(name, explained, inputs, goal, execution=execution, options=options.get(name, {}),
-                                            cost=cost, timing=timing)
-        except TimeBudgetExceeded as error:  # refused before it ran
-            failed[name], refused[name] = str(error), error.estimate.to_record()
-            continue
-        except (RuntimeError, MemoryError, ArithmeticError) as error:  # resources or numerics, not bad input
-            failed[name] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-            continue
-        heatmaps[name] = model.preprocessor.to_native(model_map, prepared, interpolation="linear")
-        model_maps[name] = model_map
-        records[name] = {"file": f"{name}.nii.gz", **record}
-    if progress is not None:
-        progress(f"explain {case_id}", len(methods), len(methods))
+    runs = run_methods(
+        methods, lambda name: _run_method(name, explained, inputs, goal, execution=execution, options=options.get(name, {}),
+                                          cost=cost, timing=timing),
+        lambda model_map: model.preprocessor.to_native(model_map, prepared, interpolation="linear"),
+        case_id=case_id, progress=progress)
     record = {
         "case_id": case_id,
         "inputs": input_records(channels),
@@ -310,13 +288,14 @@ def explain_case(
         "output": kind,
         "explained_output": "class heatmaps (weakly supervised)" if explained is not network else kind,
         "prediction": prediction,
-        "target": _target_record(target, region_kind, records, model.classes),
+        "target": _target_record(target, region_kind, runs.records, model.classes),
         "seed": seed, "device": str(torch_device),
         "batch_size": {"requested": str(batch_size), "used": resolved_batch},
         "grid": {"native_shape": list(reference.shape), "native_affine": reference.affine.tolist(),
                  "model_shape": list(inputs.shape[2:]), "model_spacing_mm": [round(s, 6) for s in spacing]},
         "versions": library_versions(), "date": utc_now(),
-        "methods": records, "failed_methods": failed,
-        "time_budget": {"budget_s": time_budget, "refused": refused},
+        "methods": runs.records, "failed_methods": runs.failed,
+        "time_budget": {"budget_s": time_budget, "refused": runs.refused},
     }
-    return CaseExplanation(case_id=case_id, heatmaps=heatmaps, model_maps=model_maps, record=record, failed=failed)
+    return CaseExplanation(case_id=case_id, heatmaps=runs.heatmaps, model_maps=runs.model_maps, record=record,
+                           failed=runs.failed)

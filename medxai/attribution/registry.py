@@ -21,7 +21,6 @@ from medxai.attribution.smooth_gradcampp import SmoothGradCamPlusPlusMethod
 from medxai.attribution.smoothgrad import SmoothGradMethod
 from medxai.errors import ConfigError
 
-from medxai.attribution.defaults import DEFAULT_METHOD  # noqa: F401  (re-exported: the registry names it)
 
 METHODS: dict[str, type[AttributionMethod]] = {
     method.name: method

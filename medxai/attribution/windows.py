@@ -32,15 +32,15 @@ from torch import nn
 from medxai.attribution.admission import admit, sample_cost
 from medxai.attribution.base import Execution
 from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
+from medxai.attribution.method_runs import CAM_METHODS, case_method_options, run_methods
 from medxai.attribution.registry import create_method
 from medxai.attribution.targets import ClassTarget, PredictedClass, Target
-from medxai.attribution.timing import LONG_WORK_S, Passes, TimeBudgetExceeded, TimeEstimate, check_budget, estimate
+from medxai.attribution.timing import LONG_WORK_S, Passes, TimeEstimate, check_budget, estimate
 from medxai.errors import ConfigError
 from medxai.volume import Volume
 from medxai.models.loaded import window_record
 from medxai.models.sliding import SlidingWindow, SlidingWindowNetwork, padded_to_window, window_slices
 
-CAM_METHODS = frozenset({"gradcam", "gradcampp", "smooth_gradcampp"})
 COMPLETE_METHODS = frozenset({"integrated_gradients", "deeplift", "lrp"})
 PERTURBATION_METHODS = frozenset({"occlusion", "feature_ablation", "kernel_shap"})
 
@@ -123,9 +123,7 @@ def attribute_in_windows(
     window = model.sliding_window
     base = model.network.base
     device = device or inputs.device
-    options = dict(options or {})
-    if name in CAM_METHODS and model.target_layer and "layer" not in options:
-        options["layer"] = model.target_layer
+    options = case_method_options(model, [name], {name: options or {}})[name]
     slices = window_slices(inputs.shape[2:], window)
     probe = padded_to_window(inputs, window)[(slice(None), slice(None), *slices[0])]
     cost = sample_cost(base, probe, [name])
@@ -190,29 +188,12 @@ def explain_in_windows(
         raise ConfigError(f"a --{region_kind} target is not supported for models trained on patches (sliding windows)")
     inputs = prepared.tensor.as_tensor()[None].to(device, torch.float32)
     goal = window_target(goal, output)
-    heatmaps: dict[str, Volume] = {}
-    model_maps: dict[str, np.ndarray] = {}
-    records: dict[str, Any] = {}
-    failed: dict[str, str] = {}
-    refused: dict[str, Any] = {}
-    for done, name in enumerate(methods):
-        if progress is not None:
-            progress(f"explain {case_id}", done, len(methods))
-        try:
-            model_map, record = attribute_in_windows(model, inputs, goal, name, seed=seed, batch_size=batch_size,
-                                                     options=options.get(name, {}), device=device, time_budget=time_budget,
-                                                     notice=notice, progress=progress, label=case_id)
-        except TimeBudgetExceeded as error:  # refused before it ran
-            failed[name], refused[name] = str(error), error.estimate.to_record()
-            continue
-        except (RuntimeError, MemoryError, ArithmeticError) as error:  # resources or numerics, not bad input
-            failed[name] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-            continue
-        heatmaps[name] = model.preprocessor.to_native(model_map, prepared, interpolation="linear")
-        model_maps[name] = model_map
-        records[name] = {"file": f"{name}.nii.gz", **record}
-    if progress is not None:
-        progress(f"explain {case_id}", len(methods), len(methods))
+    runs = run_methods(
+        methods, lambda name: attribute_in_windows(
+            model, inputs, goal, name, seed=seed, batch_size=batch_size, options=options.get(name, {}), device=device,
+            time_budget=time_budget, notice=notice, progress=progress, label=case_id),
+        lambda model_map: model.preprocessor.to_native(model_map, prepared, interpolation="linear"),
+        case_id=case_id, progress=progress)
     reference = prepared.reference
     spacing = [round(float(s), 6) for s in np.linalg.norm(np.asarray(prepared.tensor.affine)[:3, :3], axis=0)]
     record = {
@@ -220,11 +201,11 @@ def explain_in_windows(
         "model": {"sha256": model.sha256, "arch": model.arch, "classes": list(model.classes), "task": model.task},
         "output": "classification", "explained_output": "each window's class logits (sliding windows)",
         "prediction": dict(prediction), "seed": seed, "device": str(device),
-        "batch_size": {"requested": str(batch_size), "used": next((r["batch_size"] for r in records.values()), None)},
+        "batch_size": {"requested": str(batch_size), "used": next((r["batch_size"] for r in runs.records.values()), None)},
         "grid": {"native_shape": list(reference.shape), "native_affine": reference.affine.tolist(),
                  "model_shape": list(inputs.shape[2:]), "model_spacing_mm": spacing},
         "sliding_window": window_record(model),
-        "versions": library_versions(), "date": utc_now(), "methods": records, "failed_methods": failed,
-        "time_budget": {"budget_s": time_budget, "refused": refused},
+        "versions": library_versions(), "date": utc_now(), "methods": runs.records, "failed_methods": runs.failed,
+        "time_budget": {"budget_s": time_budget, "refused": runs.refused},
     }
-    return heatmaps, model_maps, record, failed
+    return runs.heatmaps, runs.model_maps, record, runs.failed

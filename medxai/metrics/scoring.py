@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medxai.attribution.method_runs import case_method_options
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.atomic import write_text_atomic
 from medxai.models.predict import scan_channels, scan_source, unique_case_ids
@@ -129,19 +130,6 @@ def class_index(classes: Sequence[str], logits: torch.Tensor, target: str) -> in
     return list(classes).index(target)
 
 
-def resolved_options(model: Any, methods: Sequence[str],
-                     method_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """Method options as ``explain_case`` resolves them: CAM methods use the layer the architecture registered."""
-    from medxai.attribution.engine import CAM_METHODS
-
-    options = {name: dict((method_options or {}).get(name, {})) for name in methods}
-    layer = getattr(model, "target_layer", None)
-    for name in CAM_METHODS & set(methods):
-        if layer and "layer" not in options[name]:
-            options[name]["layer"] = layer
-    return options
-
-
 def method_explainer(name: str, network: nn.Module, *, seed: int, spacing: tuple[float, float, float], index: int,
                      options: Mapping[str, Any] | None = None) -> Explainer:
     """``explain(net, inputs)`` with the attribution method ``name`` for class ``index``.
@@ -199,7 +187,7 @@ def score_explanation(
     ``mask`` (localisation). A method the explanation reports as failed gets a row with its ``error``."""
     settings = settings or ScoreSettings()
     methods = list(explanation.heatmaps) + list(explanation.failed)
-    options = resolved_options(model, methods, method_options)
+    options = case_method_options(model, methods, method_options)
     target = model.classes[case.class_index]
     rows = []
     for done, name in enumerate(methods):

@@ -25,7 +25,6 @@ from medxai.models.weakseg import has_heatmaps
 from medxai.volume import Volume
 
 OWN = "own"
-CAM_METHODS = ("gradcam", "gradcampp", "smooth_gradcampp")
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,8 +57,9 @@ def _attribution_map(model: LoadedModel, inputs: torch.Tensor, *, method: str, i
     from medxai.attribution.memory import auto_batch_size
     from medxai.attribution.registry import create_method
 
-    # CAM methods hook the layer the architecture registered (when it did), else their own automatic choice
-    options = {"layer": model.target_layer} if method in CAM_METHODS and model.target_layer else None
+    from medxai.attribution.method_runs import case_method_options
+
+    options = case_method_options(model, [method])[method]  # as explain makes this method's map
     cost = sample_cost(model.network, inputs, [method])
     batch_size = auto_batch_size(model.network, inputs, sample_bytes=cost.backward)
     admit(method, cost, batch_size=batch_size, device=inputs.device)  # as explain does: refuse, not be killed

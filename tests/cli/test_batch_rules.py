@@ -19,19 +19,12 @@ import pytest
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
-    import torch
-
-    from medxai.models.model_dir import save_model_dir
-    from medxai.models.preprocessing import PreprocessingConfig
-    from medxai.models.registry import build_network
     from medxai.synthetic import make_cohort
+    from medxai.testing.tiny_model import save_tiny_classifier
 
     root = tmp_path_factory.mktemp("batch-rules")
     make_cohort(root / "cohort", cases=2, seed=7, size=24, grid_mix=False)
-    torch.manual_seed(0)
-    network = build_network("tiny", in_channels=1, num_classes=2, spatial_size=(16, 16, 16))
-    save_model_dir(root / "model", network=network, arch="tiny", classes=["lesion", "normal"], task="classification",
-                   preprocessing=PreprocessingConfig(spatial_size=(16, 16, 16)), training={"seeded": 0}, metrics={})
+    save_tiny_classifier(root / "model")
     images = sorted((root / "cohort" / "images").glob("*.nii.gz"))
     for side, image in zip(("left", "right"), images):  # a central sphere as the lesion mask of each scan
         (root / side).mkdir()

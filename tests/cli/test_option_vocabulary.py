@@ -86,3 +86,11 @@ def test_run_help_lists_every_shipped_pipeline(cli):
     text = " ".join(cli("run", "--help").stdout.split())
     for name in shipped_pipelines():
         assert name in text.replace("- ", "-")
+
+
+def test_the_shared_model_options_are_every_field_of_model_options():
+    from dataclasses import fields
+
+    from medxai.cli.options import _MODEL_OPTIONS, ModelOptions
+
+    assert set(_MODEL_OPTIONS) == {field.name for field in fields(ModelOptions)}

@@ -48,19 +48,12 @@ report:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A seeded tiny classifier (untrained: outputs are under test, not accuracy) and 8 phantoms, 4 with lesion masks."""
-    import torch
-
-    from medxai.models.model_dir import save_model_dir
-    from medxai.models.preprocessing import PreprocessingConfig
-    from medxai.models.registry import build_network
     from medxai.synthetic import make_cohort
+    from medxai.testing.tiny_model import save_tiny_classifier
 
     root = tmp_path_factory.mktemp("outputs-safety")
     make_cohort(root / "cohort", cases=8, seed=5, size=32)
-    torch.manual_seed(0)
-    network = build_network("tiny", in_channels=1, num_classes=2, spatial_size=(16, 16, 16))
-    save_model_dir(root / "model", network=network, arch="tiny", classes=["lesion", "normal"], task="classification",
-                   preprocessing=PreprocessingConfig(spatial_size=(16, 16, 16)), training={"seeded": 0}, metrics={})
+    save_tiny_classifier(root / "model")
     (root / "full.yaml").write_text(FULL_PIPELINE.format(model=root / "model"))
     (root / "predict.yaml").write_text(f"model:\n  path: {root / 'model'}\n  predict: true\n")
     (root / "inventory.yaml").write_text("name: inventory\n")

@@ -70,19 +70,12 @@ def without_volatile(value):
 def workspace(tmp_path_factory):
     """A seeded tiny classifier (untrained: these tests check the batch machinery, not accuracy) and a
     small phantom cohort on mixed grids (oblique, anisotropic, flipped) with lesion masks."""
-    import torch
-
-    from medxai.models.model_dir import save_model_dir
-    from medxai.models.preprocessing import PreprocessingConfig
-    from medxai.models.registry import build_network
     from medxai.synthetic import make_cohort
+    from medxai.testing.tiny_model import save_tiny_classifier
 
     root = tmp_path_factory.mktemp("pipeline-model")
     make_cohort(root / "cohort", cases=4, seed=3, size=32)
-    torch.manual_seed(0)
-    network = build_network("tiny", in_channels=1, num_classes=2, spatial_size=(16, 16, 16))
-    save_model_dir(root / "model", network=network, arch="tiny", classes=["lesion", "normal"], task="classification",
-                   preprocessing=PreprocessingConfig(spatial_size=(16, 16, 16)), training={"seeded": 0}, metrics={})
+    save_tiny_classifier(root / "model")
     pipeline = root / "pipeline.yaml"
     pipeline.write_text(PIPELINE.format(model=root / "model"))
     return root
