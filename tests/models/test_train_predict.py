@@ -192,7 +192,7 @@ def test_warmup_ramps_linearly_then_joins_the_cosine() -> None:
 
 
 def test_warmup_is_recorded_and_bounded(cohort: Path, tmp_path: Path) -> None:
-    train_model(cohort, tmp_path / "m", seed=0, device="cpu", warmup_epochs=1.0, **FAST)
+    train_model(cohort, tmp_path / "m", seed=0, device="cpu", warmup_epochs=1.0, lr=1e-3, **FAST)
     info = json.loads((tmp_path / "m" / "medxai-model.json").read_text())
     assert info["training"]["warmup_epochs"] == 1.0
     with open(tmp_path / "m" / "metrics.csv", newline="") as handle:
