@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TYPE_CHECKING
 
 import torch
 
@@ -14,6 +14,9 @@ from medxai.attribution.writer import write_case
 from medxai.errors import ConfigError, MedxaiError, one_line
 from medxai.io.atomic import output_folder
 from medxai.io.naming import check_case_folder, input_label
+
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
 
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -48,14 +51,14 @@ def parse_batch_size(text: str) -> int | str:
     return int(text)
 
 
-def check_target(model: Any, case_options: Mapping[str, Any]) -> None:
+def check_target(model: LoadedModel, case_options: Mapping[str, Any]) -> None:
     """An unknown ``target`` (or a contrast with a region) is an option error: ConfigError before any case."""
     region = any(case_options.get(key) is not None for key in ("mask", "box", "voxel"))
     parse_target(str(case_options.get("target", "predicted")), model.classes, region=torch.zeros(0) if region else None)
 
 
 def explain_scans(
-    model: Any,
+    model: LoadedModel,
     scans: Sequence[Sequence[Path]],
     case_ids: Sequence[str],
     out_dir: Path,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from medxai.attribution.timing import LONG_WORK_S, check_budget, estimate, synch
 from medxai.errors import ConfigError
 from medxai.io.naming import case_id_from_path
 from medxai.volume import Volume
+
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
 
 ProgressCallback = Callable[[str, int, int], None]
 Notice = Callable[[str], None]  # a one-line diagnostic for the user (the CLI prints it on stderr)
@@ -192,7 +195,7 @@ def _run_method(name: str, network: nn.Module, inputs: torch.Tensor, target: Tar
 
 
 def explain_case(
-    model: Any,
+    model: LoadedModel,
     scan: ScanInput | Sequence[ScanInput],
     *,
     methods: Sequence[str] = (DEFAULT_METHOD,),

@@ -8,19 +8,22 @@ options of the map written.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TYPE_CHECKING
 
 import numpy as np
 
 from medxai.attribution.timing import TimeBudgetExceeded
 from medxai.volume import Volume
 
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
+
 CAM_METHODS = frozenset({"gradcam", "gradcampp", "smooth_gradcampp"})
 ROI_METHODS = frozenset({"occlusion", "feature_ablation"})  # perturbation methods: the given ROI, else the body
 ProgressCallback = Callable[[str, int, int], None]
 
 
-def case_method_options(model: Any, methods: Sequence[str], given: Mapping[str, Mapping[str, Any]] | None = None, *,
+def case_method_options(model: LoadedModel, methods: Sequence[str], given: Mapping[str, Mapping[str, Any]] | None = None, *,
                         roi: Any = None, layer_prefix: str = "") -> dict[str, dict[str, Any]]:
     """Each method's options: those ``given``, plus the region perturbation methods are restricted to (``roi``,
     else ``"body"``, the scan's foreground) and for CAM methods the layer the architecture registered

@@ -23,7 +23,7 @@ How each method's meaning carries over (also written in ``explanations.json``, `
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -40,6 +40,9 @@ from medxai.errors import ConfigError
 from medxai.volume import Volume
 from medxai.models.loaded import window_record
 from medxai.models.sliding import SlidingWindow, SlidingWindowNetwork, padded_to_window, window_slices
+
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
 
 COMPLETE_METHODS = frozenset({"integrated_gradients", "deeplift", "lrp"})
 PERTURBATION_METHODS = frozenset({"occlusion", "feature_ablation", "kernel_shap"})
@@ -111,7 +114,7 @@ def windows_estimate(one_window: TimeEstimate, windows: int) -> TimeEstimate:
 
 
 def attribute_in_windows(
-    model: Any, inputs: torch.Tensor, target: Target, name: str, *, seed: int = 0, batch_size: int | str = "auto",
+    model: LoadedModel, inputs: torch.Tensor, target: Target, name: str, *, seed: int = 0, batch_size: int | str = "auto",
     options: Mapping[str, Any] | None = None, device: torch.device | None = None, time_budget: float | None = None,
     notice: Callable[[str], None] | None = None, progress: Callable[[str, int, int], None] | None = None, label: str = "",
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -172,7 +175,7 @@ def attribute_in_windows(
 
 
 def explain_in_windows(
-    model: Any, prepared: Any, channels: Sequence[Any], *, case_id: str, methods: Sequence[str], goal: Target,
+    model: LoadedModel, prepared: Any, channels: Sequence[Any], *, case_id: str, methods: Sequence[str], goal: Target,
     output: torch.Tensor, prediction: Mapping[str, Any], region_kind: str | None, seed: int, device: torch.device,
     batch_size: int | str, options: Mapping[str, Mapping[str, Any]], progress: Any = None,
     time_budget: float | None = None, notice: Callable[[str], None] | None = None,

@@ -40,6 +40,7 @@ from medxai.metrics.verdict import VERDICT_COLUMNS, decide, outside_body
 from medxai.volume import Volume
 
 if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
     from medxai.attribution.engine import ScanInput
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -158,7 +159,7 @@ def method_explainer(name: str, network: nn.Module, *, seed: int, spacing: tuple
     return explain
 
 
-def prepare_case(model: Any, volumes: Sequence[Volume], *, target: str = "predicted") -> tuple[Any, ModelGridCase]:
+def prepare_case(model: LoadedModel, volumes: Sequence[Volume], *, target: str = "predicted") -> tuple[Any, ModelGridCase]:
     """Preprocess ``volumes`` (one per input channel) for ``model``: the prepared input and the model-grid case
     with the class every explanation of it refers to (``predicted`` or a class name) and the class probabilities."""
     prepared = model.preprocessor.prepare(list(volumes))
@@ -172,7 +173,7 @@ def prepare_case(model: Any, volumes: Sequence[Volume], *, target: str = "predic
 
 
 def score_explanation(
-    model: Any,
+    model: LoadedModel,
     explanation: Any,
     case: ModelGridCase,
     *,
@@ -218,7 +219,7 @@ def score_explanation(
 
 
 def score_case(
-    model: Any,
+    model: LoadedModel,
     scan: ScanInput | Sequence[ScanInput],
     *,
     methods: Sequence[str],
@@ -257,7 +258,7 @@ def score_case(
 
 
 def score_explained(
-    model: Any,
+    model: LoadedModel,
     volumes: Sequence[Volume],
     explanation: Any,
     *,
@@ -277,7 +278,7 @@ def score_explained(
 
 
 def score_cases(
-    model: Any,
+    model: LoadedModel,
     scans: Sequence[str | Path | Sequence[str | Path]],
     *,
     methods: Sequence[str],

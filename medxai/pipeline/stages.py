@@ -11,7 +11,7 @@ import importlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from medxai.pipeline.inputs import Case
 from medxai.pipeline.schema import Key, Pipeline, register_section
 from medxai.volume import Volume
 
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
+
 
 @dataclass
 class CaseContext:
@@ -29,7 +32,7 @@ class CaseContext:
     case: Case
     pipeline: Pipeline
     case_dir: Path
-    model: Any = None
+    model: LoadedModel | None = None
     scan: Volume | None = None
     channels: list[Volume] = field(default_factory=list)
     mask: Volume | None = None

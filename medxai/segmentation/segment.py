@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from medxai.segmentation.sweep import (
 )
 from medxai.segmentation.threshold import PAPER_SWEEP, ThresholdRule
 from medxai.volume import Volume
+
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
 
 __all__ = ["PAPER_SWEEP", "SegmentInput", "SegmentSettings", "collect_inputs", "cut_mask", "segment_scans",
            "sweep_thresholds"]
@@ -121,7 +124,7 @@ def resolve_settings(settings: SegmentSettings, saved: dict[str, Any] | None) ->
 def segment_scans(
     model_path: str | Path, cases: Sequence[SegmentInput], out_dir: str | Path, *, settings: SegmentSettings,
     sweep: Sequence[ThresholdRule] | None = None, device: str = "cpu", trust: bool = False,
-    progress: Progress | None = None, save_threshold: bool = False, model: Any = None,
+    progress: Progress | None = None, save_threshold: bool = False, model: LoadedModel | None = None,
 ) -> dict[str, Any]:
     """Write ``OUT/<case_id>/{mask,heatmap}.nii.gz`` + ``segmentation.json`` for every case, and
     ``OUT/segmentation_scores.csv`` for cases with a reference mask. With ``sweep`` (candidate rules) the
@@ -157,7 +160,7 @@ def segment_scans(
 
 
 def _segment_into(
-    model_path: str | Path, model: Any, cases: Sequence[SegmentInput], out: Path, sources: dict[str, str], *,
+    model_path: str | Path, model: LoadedModel, cases: Sequence[SegmentInput], out: Path, sources: dict[str, str], *,
     settings: SegmentSettings, sweep: Sequence[ThresholdRule] | None, progress: Progress | None, save_threshold: bool,
 ) -> dict[str, Any]:
     """:func:`segment_scans` once the output folder is checked."""
@@ -234,7 +237,7 @@ def _segment_into(
 
 
 def write_segmentation(
-    case_dir: Path, case_id: str, source: str, model: Any, mapped: ClassMap, truth: Volume | None, image: Volume, *,
+    case_dir: Path, case_id: str, source: str, model: LoadedModel, mapped: ClassMap, truth: Volume | None, image: Volume, *,
     rule: ThresholdRule, chosen_by: str, settings: SegmentSettings, label: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, Volume]:
     """One case's segmentation, the one body ``medxai segment`` and the pipeline's segment stage share: cut the

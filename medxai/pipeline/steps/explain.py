@@ -10,7 +10,7 @@ input channel's voxels and affine (provenance).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence, TYPE_CHECKING
 
 from medxai.errors import ConfigError, MedxaiError
 from medxai.pipeline.inputs import Case
@@ -18,8 +18,11 @@ from medxai.pipeline.schema import Pipeline
 from medxai.pipeline.stages import CaseContext
 from medxai.pipeline.steps.checks import check_methods
 
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
 
-def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
+
+def check(pipeline: Pipeline, model: LoadedModel, cases: Sequence[Case]) -> None:
     from medxai.attribution.engine import parse_target
 
     options = pipeline["explain"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence, TYPE_CHECKING
 
 from medxai.errors import ConfigError
 from medxai.io.atomic import atomic_path
@@ -19,10 +19,13 @@ from medxai.pipeline.schema import Pipeline
 from medxai.pipeline.stages import CaseContext
 from medxai.pipeline.tables import merge_case_tables
 
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
+
 FEATURES = "features.csv"
 
 
-def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
+def check(pipeline: Pipeline, model: LoadedModel | None, cases: Sequence[Case]) -> None:
     """Refuse up front a run whose lesions come from the input when the input lists no mask at all."""
     from medxai.radiomics.params import load_extractor
 

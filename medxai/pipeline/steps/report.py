@@ -10,18 +10,21 @@ PDFs carry their creation time, so they are the one output that differs between 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence, TYPE_CHECKING
 
 from medxai.errors import ConfigError
 from medxai.pipeline.inputs import Case
 from medxai.pipeline.schema import Pipeline
 from medxai.pipeline.stages import CaseContext
 
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
+
 CASE_REPORT = "report.pdf"
 SUMMARY = "summary.pdf"
 
 
-def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
+def check(pipeline: Pipeline, model: LoadedModel | None, cases: Sequence[Case]) -> None:
     from medxai.report.layout import page_size
 
     options = pipeline["report"]

@@ -7,13 +7,16 @@ case (one row per case x method).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TYPE_CHECKING
 
 from medxai.pipeline.inputs import Case
 from medxai.pipeline.schema import Pipeline
 from medxai.pipeline.stages import CaseContext
 from medxai.pipeline.steps.checks import check_methods, check_target
 from medxai.pipeline.tables import merge_case_tables
+
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
 
 SCORES = "scores.csv"
 
@@ -22,7 +25,7 @@ def methods_of(pipeline: Pipeline) -> list[str]:
     return list(pipeline["score"]["methods"] or pipeline["explain"]["methods"])
 
 
-def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
+def check(pipeline: Pipeline, model: LoadedModel, cases: Sequence[Case]) -> None:
     key = "score.methods" if pipeline["score"]["methods"] else "explain.methods"
     check_methods(pipeline, key, methods_of(pipeline))
     check_target(pipeline, "score.target", pipeline["score"]["target"], model)

@@ -10,7 +10,7 @@ The mask is left in ``context.results["segment_mask"]`` for the radiomics stage.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence, TYPE_CHECKING
 
 from medxai.errors import ConfigError
 from medxai.io.atomic import write_text_atomic
@@ -20,10 +20,14 @@ from medxai.pipeline.stages import CaseContext
 from medxai.pipeline.steps.checks import check_methods, check_target
 from medxai.pipeline.tables import merge_case_tables
 
+if TYPE_CHECKING:
+    from medxai.models.loaded import LoadedModel
+    from medxai.segmentation.segment import SegmentSettings
+
 SCORES = "segmentation_scores.csv"
 
 
-def settings_of(pipeline: Pipeline, model: Any) -> Any:
+def settings_of(pipeline: Pipeline, model: LoadedModel) -> SegmentSettings:
     """The segment section as :class:`SegmentSettings` (as ``medxai segment`` takes its options): a rule, or
     None for the model's saved ``threshold.json`` rule else the default; ``refine: auto`` likewise."""
     from medxai.segmentation.refine import check_refiner
@@ -47,7 +51,7 @@ def settings_of(pipeline: Pipeline, model: Any) -> Any:
                            refine=refine, refine_margin_mm=float(options["refine_margin_mm"]))
 
 
-def check(pipeline: Pipeline, model: Any, cases: Sequence[Case]) -> None:
+def check(pipeline: Pipeline, model: LoadedModel, cases: Sequence[Case]) -> None:
     from medxai.models.weakseg import has_heatmaps
     from medxai.segmentation.heatmaps import OWN
     from medxai.segmentation.sweep import read_saved_threshold
