@@ -68,15 +68,12 @@ def register(app: typer.Typer) -> None:
         model_options: options.ModelOptions = options.ModelOptions(),
     ) -> None:
         """Class probabilities per scan; several models are ensembled by averaging their probabilities."""
-        from medxai.models.predict import predict as run_predict
-        from medxai.models.predict import predictions_csv, write_predictions
+        from medxai.models.predict import predict_scans, predictions_csv, write_predictions
 
         models = model_options.load([model, *extra_models])
-        # One scan: its error is the command's (exit 4). Several: a bad scan is reported and skipped (exit 3).
-        failed: list[tuple[str, str]] | None = [] if len(scans) > 1 else None
         with console.progress() as callback:
-            results = run_predict(models, [tuple(Path(p) for p in s.split(";") if p) for s in scans], batch_size=batch_size,
-                                  progress=callback, failed=failed)
+            batch = predict_scans(models, list(scans), batch_size=batch_size, progress=callback)
+        results = batch.predictions
         if output is not None:
             write_predictions(results, models[0].classes, output)
             console.info(f"wrote {len(results)} prediction(s) to {output}")
@@ -85,4 +82,4 @@ def register(app: typer.Typer) -> None:
                                  "input": r.input} for r in results])
         elif output is None:
             typer.echo(predictions_csv(results, models[0].classes), nl=False)
-        console.report_failed(failed or [], total=len(scans))
+        console.report_failed(batch.failed, total=len(scans))

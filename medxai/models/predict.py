@@ -81,14 +81,32 @@ def network_probabilities(model: LoadedModel, prepared: Sequence[torch.Tensor]) 
     return torch.softmax(logits, dim=1).cpu().numpy()
 
 
+@dataclass
+class PredictionBatch:
+    """The predictions of a batch, and ``(case_id, one-line reason)`` for each scan that could not be used."""
+
+    predictions: list[Prediction]
+    failed: list[tuple[str, str]]
+
+
 def predict(
     models: Sequence[LoadedModel], scans: Sequence[Scan], *, batch_size: int = 4, progress: Progress | None = None,
-    failed: list[tuple[str, str]] | None = None,
 ) -> list[Prediction]:
     """Predict every scan with every model; the ensemble probability is the mean of the members' (soft voting).
+    A scan that cannot be read or prepared raises."""
+    return _predict(models, scans, batch_size=batch_size, progress=progress, skip_bad=False).predictions
 
-    A scan that cannot be read or prepared raises, unless ``failed`` is given: then it is appended there as
-    ``(case_id, one-line reason)`` and the other scans go on (a batch survives bad cases)."""
+
+def predict_scans(
+    models: Sequence[LoadedModel], scans: Sequence[Scan], *, batch_size: int = 4, progress: Progress | None = None,
+) -> PredictionBatch:
+    """:func:`predict` with the batch rule every command follows: with one scan its error propagates (the CLI's
+    exit 4); with several, a scan that cannot be used is recorded in ``failed`` and the others go on (exit 3)."""
+    return _predict(models, scans, batch_size=batch_size, progress=progress, skip_bad=len(scans) > 1)
+
+
+def _predict(models: Sequence[LoadedModel], scans: Sequence[Scan], *, batch_size: int, progress: Progress | None,
+             skip_bad: bool) -> PredictionBatch:
     from medxai.io.readers import read_volume
 
     classes = check_ensemble(models)
@@ -97,6 +115,7 @@ def predict(
     case_ids = unique_case_ids(scans)
     sources = {case_id: scan_source(scan) for case_id, scan in zip(case_ids, scans)}
     predictions: list[Prediction] = []
+    failed: list[tuple[str, str]] = []
     for start in range(0, len(scans), batch_size):
         ready: list[tuple[str, list[torch.Tensor]]] = []  # (case id, its input prepared for each model)
         for scan, case_id in zip(scans[start:start + batch_size], case_ids[start:start + batch_size]):
@@ -104,7 +123,7 @@ def predict(
                 channels = [read_volume(path) for path in scan_channels(scan)]
                 ready.append((case_id, [prepared_input(model, channels) for model in models]))
             except InvalidInputError as error:  # a bad scan; a wrong option fails every scan and is raised
-                if failed is None:
+                if not skip_bad:
                     raise
                 failed.append((case_id, one_line(error)))
         if ready:
@@ -121,7 +140,7 @@ def predict(
                 ))
         if progress is not None:
             progress("Predicting", min(start + batch_size, len(scans)), len(scans))
-    return predictions
+    return PredictionBatch(predictions, failed)
 
 
 def predictions_csv(predictions: Sequence[Prediction], classes: Sequence[str]) -> str:
