@@ -12,7 +12,7 @@ from . import console, options
 
 
 def register(app: typer.Typer) -> None:
-    from medxai.pipeline.schema import shipped_pipelines
+    from medxai.pipeline.shipped import shipped_pipelines
 
     shipped = ", ".join(sorted(shipped_pipelines())) or "none installed"
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import copy
 import reprlib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
 
 from medxai.errors import ConfigError
+from medxai.pipeline.shipped import shipped_pipelines
 from medxai.io.data_files import parse_yaml as parse_data_yaml, yaml_problem
 from medxai.attribution.defaults import DEFAULT_METHOD
 from medxai.radiomics.params import PRESETS as RADIOMICS_PRESETS
@@ -156,14 +156,6 @@ def register_section(name: str, keys: Mapping[str, Key]) -> None:
     if name in SECTIONS or name in TOP_LEVEL:
         raise ValueError(f"pipeline section {name!r} already exists")
     SECTIONS[name] = {"enabled": Key("bool", False, "run this stage for every case"), **keys}
-
-
-def shipped_pipelines() -> dict[str, Path]:
-    """The pipelines installed with medxai (``medxai/pipelines/*.yaml``), by name."""
-    folder = resources.files("medxai") / "pipelines"
-    if not folder.is_dir():
-        return {}
-    return {Path(item.name).stem: Path(str(item)) for item in folder.iterdir() if item.name.endswith(".yaml")}
 
 
 def locate_pipeline(name_or_path: str | Path) -> Path:

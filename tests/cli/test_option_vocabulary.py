@@ -81,7 +81,7 @@ def test_hidden_output_alias_reaches_the_command(cli, tmp_path):
 
 
 def test_run_help_lists_every_shipped_pipeline(cli):
-    from medxai.pipeline.schema import shipped_pipelines
+    from medxai.pipeline.shipped import shipped_pipelines
 
     text = " ".join(cli("run", "--help").stdout.split())
     for name in shipped_pipelines():
@@ -94,3 +94,15 @@ def test_the_shared_model_options_are_every_field_of_model_options():
     from medxai.cli.options import _MODEL_OPTIONS, ModelOptions
 
     assert set(_MODEL_OPTIONS) == {field.name for field in fields(ModelOptions)}
+
+
+def test_cli_start_up_loads_no_heavy_library():
+    """``medxai --help`` (and every command's registration) stays light: listing the shipped pipelines in
+    ``run --help`` must not pull in the schema, nibabel, torch or MONAI."""
+    import subprocess
+    import sys
+
+    code = ("import sys, medxai.cli.main; "
+            "print(sorted(m for m in ('torch', 'monai', 'nibabel', 'SimpleITK', 'medxai.pipeline.schema') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
