@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         from medxai.attribution.defaults import DEFAULT_METHOD
         from medxai.attribution.registry import check_method_names
         from medxai.errors import ConfigError
-        from medxai.models.predict import scan_channels, unique_case_ids
+        from medxai.io.naming import scan_case_ids, scan_channels
 
         chosen = methods or [DEFAULT_METHOD]
         check_method_names(chosen)
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
                        time_budget=time_budget, notice=console.info)
         model, = model_options.load([model_dir])
         with console.progress() as progress:
-            result = explain_scans(model, [scan_channels(s) for s in scans], unique_case_ids(scans), out_dir,
+            result = explain_scans(model, [scan_channels(s) for s in scans], scan_case_ids(scans), out_dir,
                                    methods=chosen, progress=progress, **case_options)
         for case_id in result.written:
             console.info(f"wrote {out_dir / case_id}")

@@ -162,3 +162,22 @@ def record_case_input(folder: str | Path, case_id: str, source: str) -> None:
 
     write_text_atomic(Path(folder) / INPUT_RECORD, json.dumps({"case_id": case_id, "input": source}, indent=2) + "\n")
 
+
+
+
+def scan_channels(scan: str | Path | Sequence[str | Path]) -> tuple[Path, ...]:
+    """The channel files of a scan given on a command line: one path, a sequence of paths, or
+    ``a.nii.gz;b.nii.gz``."""
+    if isinstance(scan, (str, Path)):
+        return tuple(Path(part) for part in str(scan).split(";") if part)
+    return tuple(Path(part) for part in scan)
+
+
+def scan_case_ids(scans: Sequence[str | Path | Sequence[str | Path]]) -> list[str]:
+    """:func:`unique_case_ids` of scans given as :func:`scan_channels` takes them (named by the first channel)."""
+    return unique_case_ids([scan_channels(scan)[0] for scan in scans])
+
+
+def scan_source(scan: str | Path | Sequence[str | Path]) -> str:
+    """What outputs record as the scan's input (:func:`input_label` of its channels)."""
+    return input_label(scan_channels(scan))

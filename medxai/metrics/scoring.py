@@ -24,7 +24,7 @@ from torch import nn
 from medxai.attribution.method_runs import case_method_options
 from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.atomic import write_text_atomic
-from medxai.models.predict import scan_channels, scan_source, unique_case_ids
+from medxai.io.naming import scan_case_ids, scan_channels, scan_source
 from medxai.io.readers import read_mask
 from medxai.metrics.localisation import localisation_scores
 from medxai.metrics.model_grid import (
@@ -296,7 +296,7 @@ def score_cases(
     failures: list[tuple[str, InvalidInputError]] = []
     if target != "predicted" and target not in model.classes:  # an option error: before the first case
         raise ConfigError(f"score explains one class: target must be 'predicted' or one of {', '.join(model.classes)}")
-    for done, (scan, case_id) in enumerate(zip(scans, unique_case_ids(scans))):
+    for done, (scan, case_id) in enumerate(zip(scans, scan_case_ids(scans))):
         try:
             rows += [{**row, "input": scan_source(scan)} for row in score_case(
                 model, list(scan_channels(scan)), methods=methods, mask=masks[done] if masks else None, seed=seed,

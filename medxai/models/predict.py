@@ -12,7 +12,7 @@ import torch
 
 from medxai.errors import ConfigError, InvalidInputError, one_line
 from medxai.io.atomic import write_text_atomic
-from medxai.io import naming
+from medxai.io.naming import scan_case_ids, scan_channels, scan_source
 from medxai.models.loaded import LoadedModel
 from medxai.volume import Volume
 
@@ -29,23 +29,6 @@ class Prediction:
     prediction: str
     members: tuple[dict[str, float], ...] = field(default=())
     input: str = ""  # the scan it came from (absolute channel paths joined by ';')
-
-
-def scan_channels(scan: Scan) -> tuple[Path, ...]:
-    """The channel files of a scan: one path, a sequence of paths, or ``a.nii.gz;b.nii.gz``."""
-    if isinstance(scan, (str, Path)):
-        return tuple(Path(part) for part in str(scan).split(";") if part)
-    return tuple(Path(part) for part in scan)
-
-
-def unique_case_ids(scans: Sequence[Scan]) -> list[str]:
-    """Unique case ids from the first channel's paths (:func:`medxai.io.naming.unique_case_ids`)."""
-    return naming.unique_case_ids([scan_channels(scan)[0] for scan in scans])
-
-
-def scan_source(scan: Scan) -> str:
-    """What outputs record as the scan's input (:func:`medxai.io.naming.input_label`)."""
-    return naming.input_label(scan_channels(scan))
 
 
 def check_ensemble(models: Sequence[LoadedModel]) -> list[str]:
@@ -112,7 +95,7 @@ def _predict(models: Sequence[LoadedModel], scans: Sequence[Scan], *, batch_size
     classes = check_ensemble(models)
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-    case_ids = unique_case_ids(scans)
+    case_ids = scan_case_ids(scans)
     sources = {case_id: scan_source(scan) for case_id, scan in zip(case_ids, scans)}
     predictions: list[Prediction] = []
     failed: list[tuple[str, str]] = []

@@ -62,8 +62,8 @@ def test_a_run_manifest_that_repeats_a_case_id_is_refused_naming_the_lines(tmp_p
 
 
 def test_every_command_names_cases_with_the_one_function(tmp_path):
-    """explain/predict (models.predict), segment, score, radiomics and run give two same-named scans the same ids."""
-    from medxai.models.predict import unique_case_ids as predict_ids
+    """explain/predict/score (naming.scan_case_ids), segment, radiomics and run give two same-named scans the same ids."""
+    from medxai.io.naming import scan_case_ids
     from medxai.pipeline.inputs import discover_cases
     from medxai.radiomics.cases import read_manifest
     from medxai.segmentation.segment import collect_inputs
@@ -73,7 +73,7 @@ def test_every_command_names_cases_with_the_one_function(tmp_path):
         (tmp_path / "in" / side / "scan.nii.gz").write_bytes(b"")
     scans = [tmp_path / "in" / "left" / "scan.nii.gz", tmp_path / "in" / "right" / "scan.nii.gz"]
     expected = ["left_scan", "right_scan"]
-    assert predict_ids(scans) == expected
+    assert scan_case_ids(scans) == expected
     assert [c.case_id for c in collect_inputs([str(s) for s in scans])] == expected
     assert [c.case_id for c in discover_cases(tmp_path / "in")] == expected
     manifest = tmp_path / "radiomics.csv"
