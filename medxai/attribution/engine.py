@@ -19,13 +19,13 @@ from torch import nn
 from medxai.attribution.base import Execution
 from medxai.attribution.admission import SampleCost, admit, sample_cost
 from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
-from medxai.attribution.method_runs import case_method_options, run_methods
+from medxai.attribution.method_runs import case_method_options, check_time, method_record, run_methods
 from medxai.attribution.provenance import input_records, library_versions, utc_now
 from medxai.attribution.regions import box_mask, to_model_grid, voxel_mask
 from medxai.attribution.defaults import DEFAULT_METHOD
 from medxai.attribution.registry import check_method_names, create_method
 from medxai.attribution.targets import ClassTarget, ContrastTarget, PredictedClass, Target, output_kind
-from medxai.attribution.timing import LONG_WORK_S, check_budget, estimate, synchronize
+from medxai.attribution.timing import estimate, synchronize
 from medxai.errors import ConfigError
 from medxai.io.naming import case_id_from_path
 from medxai.volume import Volume
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 ProgressCallback = Callable[[str, int, int], None]
 Notice = Callable[[str], None]  # a one-line diagnostic for the user (the CLI prints it on stderr)
 ScanInput = str | Path | Volume  # a scan channel: a path to read, or a volume already read
-NORMALISATION = "none, raw attribution"
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,28 +168,16 @@ def _run_method(name: str, network: nn.Module, inputs: torch.Tensor, target: Tar
     method = create_method(name, network, execution=execution, options=options)
     expected = estimate(name, method.plan(inputs), network, inputs, model_key=timing.model_key, dtype=method.autocast_dtype,
                         clean_forward_s=timing.clean_forward_s)
-    check_budget(expected, timing.budget_s)
     label = f"{name} ({timing.label})"
-    if timing.notice is not None and expected.seconds > LONG_WORK_S:
-        timing.notice(expected.summary(label))
+    check_time(expected, budget_s=timing.budget_s, notice=timing.notice, label=label)
     report = timing.progress if expected.passes.count > 1 else None  # a single pass has nothing to count
     with PeakMemorySampler(inputs.device) as memory:
         started = time.perf_counter()
         heatmap = method.attribute(inputs, target, progress=None if report is None else
                                    (lambda done, total: report(label, done, total)))
         wall = time.perf_counter() - started
-    if not bool(torch.isfinite(heatmap).all()):
-        raise ArithmeticError("the heatmap holds non-finite values")
-    diagnostics = dict(method.diagnostics)
-    record: dict[str, Any] = {
-        "parameters": dict(method.params), "sign": method.sign, "normalisation": NORMALISATION,
-        "needs_gradients": method.needs_gradients, "reference": method.reference, "wall_s": round(wall, 4),
-        **expected.to_record(), "actual_seconds": round(wall, 3),
-        "estimated_pass_mib": round(needed / 2**20, 1), "peak_rss_mib": round(memory.result.rss_mib, 1),
-        "peak_cuda_mib": None if memory.result.cuda_mib is None else round(memory.result.cuda_mib, 1),
-        "convergence_delta": diagnostics.pop("convergence_delta", None), "diagnostics": diagnostics,
-        "channel_reduction": "sum over input channels" if heatmap.shape[1] > 1 else "none (one channel)",
-    }
+    record = method_record(method, heatmap, expected=expected, wall_s=wall, needed_bytes=needed, memory=memory.result,
+                           convergence_delta=method.diagnostics.get("convergence_delta"))
     return heatmap[0].sum(0).cpu().numpy().astype(np.float32), record
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence, TYPE_CHECKING
 
 import numpy as np
 
-from medxai.attribution.timing import TimeBudgetExceeded
+from medxai.attribution.timing import LONG_WORK_S, TimeBudgetExceeded, TimeEstimate, check_budget
 from medxai.volume import Volume
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 CAM_METHODS = frozenset({"gradcam", "gradcampp", "smooth_gradcampp"})
 ROI_METHODS = frozenset({"occlusion", "feature_ablation"})  # perturbation methods: the given ROI, else the body
 ProgressCallback = Callable[[str, int, int], None]
+NORMALISATION = "none, raw attribution"
 
 
 def case_method_options(model: LoadedModel, methods: Sequence[str], given: Mapping[str, Mapping[str, Any]] | None = None, *,
@@ -36,6 +37,36 @@ def case_method_options(model: LoadedModel, methods: Sequence[str], given: Mappi
         if layer:
             options[name].setdefault("layer", f"{layer_prefix}{layer}")
     return options
+
+
+def check_time(expected: TimeEstimate, *, budget_s: float | None, notice: Callable[[str], None] | None,
+               label: str) -> None:
+    """The time pre-flight of one method: refused over ``budget_s`` (TimeBudgetExceeded), announced to ``notice``
+    when it is long work."""
+    check_budget(expected, budget_s)
+    if notice is not None and expected.seconds > LONG_WORK_S:
+        notice(expected.summary(label))
+
+
+def method_record(method: Any, heatmap: Any, *, expected: TimeEstimate, wall_s: float, needed_bytes: int, memory: Any,
+                  convergence_delta: float | None) -> dict[str, Any]:
+    """What ``explanations.json`` says of one method run: its parameters, sign and reference, time against the
+    estimate, memory against the admission estimate (``memory``: a finished PeakMemorySampler's result) and the
+    completeness gap. ``heatmap`` (1, C, X, Y, Z) must be finite (ArithmeticError otherwise)."""
+    import torch
+
+    if not bool(torch.isfinite(heatmap).all()):
+        raise ArithmeticError("the heatmap holds non-finite values")
+    diagnostics = {key: value for key, value in method.diagnostics.items() if key != "convergence_delta"}
+    return {
+        "parameters": dict(method.params), "sign": method.sign, "normalisation": NORMALISATION,
+        "needs_gradients": method.needs_gradients, "reference": method.reference, "wall_s": round(wall_s, 4),
+        **expected.to_record(), "actual_seconds": round(wall_s, 3),
+        "estimated_pass_mib": round(needed_bytes / 2**20, 1), "peak_rss_mib": round(memory.rss_mib, 1),
+        "peak_cuda_mib": None if memory.cuda_mib is None else round(memory.cuda_mib, 1),
+        "convergence_delta": convergence_delta, "diagnostics": diagnostics,
+        "channel_reduction": "sum over input channels" if heatmap.shape[1] > 1 else "none (one channel)",
+    }
 
 
 @dataclass

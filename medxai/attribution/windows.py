@@ -32,10 +32,10 @@ from torch import nn
 from medxai.attribution.admission import admit, sample_cost
 from medxai.attribution.base import Execution
 from medxai.attribution.memory import PeakMemorySampler, auto_batch_size
-from medxai.attribution.method_runs import CAM_METHODS, case_method_options, run_methods
+from medxai.attribution.method_runs import CAM_METHODS, case_method_options, check_time, method_record, run_methods
 from medxai.attribution.registry import create_method
 from medxai.attribution.targets import ClassTarget, PredictedClass, Target
-from medxai.attribution.timing import LONG_WORK_S, Passes, TimeEstimate, check_budget, estimate
+from medxai.attribution.timing import Passes, TimeEstimate, estimate
 from medxai.errors import ConfigError
 from medxai.volume import Volume
 from medxai.models.loaded import window_record
@@ -137,10 +137,8 @@ def attribute_in_windows(
     count = len(slices)
     expected = windows_estimate(estimate(name, method.plan(probe), base, probe, model_key=(str(model.sha256), "window"),
                                          dtype=method.autocast_dtype), count)
-    check_budget(expected, time_budget)
     label = f"{name} ({label})" if label else name
-    if notice is not None and expected.seconds > LONG_WORK_S:
-        notice(expected.summary(label))
+    check_time(expected, budget_s=time_budget, notice=notice, label=label)
     deltas: list[float] = []
     done = 0
 
@@ -157,20 +155,9 @@ def attribute_in_windows(
         started = time.perf_counter()
         stitched = stitch_attributions(method, window, inputs.to(device, torch.float32), target, on_window=on_window)
         wall = time.perf_counter() - started
-    if not bool(torch.isfinite(stitched).all()):
-        raise ArithmeticError("the heatmap holds non-finite values")
-    diagnostics = dict(method.diagnostics)
-    diagnostics.pop("convergence_delta", None)
-    record: dict[str, Any] = {
-        "parameters": dict(method.params), "sign": method.sign, "normalisation": "none, raw attribution",
-        "needs_gradients": method.needs_gradients, "reference": method.reference, "wall_s": round(wall, 4),
-        **expected.to_record(), "actual_seconds": round(wall, 3),
-        "estimated_pass_mib": round(needed / 2**20, 1), "peak_rss_mib": round(memory.result.rss_mib, 1),
-        "peak_cuda_mib": None if memory.result.cuda_mib is None else round(memory.result.cuda_mib, 1),
-        "convergence_delta": max(deltas) if deltas else None, "diagnostics": diagnostics,
-        "channel_reduction": "sum over input channels" if inputs.shape[1] > 1 else "none (one channel)",
-        "window_combination": window_combination(name, window.blend), "windows": count, "batch_size": batch,
-    }
+    record = method_record(method, stitched, expected=expected, wall_s=wall, needed_bytes=needed, memory=memory.result,
+                           convergence_delta=max(deltas) if deltas else None)
+    record.update(window_combination=window_combination(name, window.blend), windows=count, batch_size=batch)
     return stitched[0].sum(dim=0).detach().cpu().numpy().astype(np.float32), record
 
 
