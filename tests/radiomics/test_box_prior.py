@@ -9,7 +9,6 @@ voxels, and above what the plain segmenters reach, so it fails if the prior stop
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +22,11 @@ from medxai.radiomics.segmenters import (
     SEGMENTERS,
     segment_in_box,
 )
+from medxai.segmentation.overlap import dice
+from medxai.testing.grids import oblique_affine
 from medxai.volume import Volume
 
 MIN_DICE = 0.9
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
-
-
-def _oblique_affine(spacing: tuple[float, float, float]) -> np.ndarray:
-    angle = 0.4
-    rotation = np.array([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rotation @ np.diag(spacing) @ np.diag([1.0, -1.0, 1.0])
-    affine[:3, 3] = (12.0, -30.0, 55.0)
-    return affine
 
 
 def _scene(distractor_hu: float) -> tuple[Volume, Box, np.ndarray, np.ndarray]:
@@ -50,7 +38,7 @@ def _scene(distractor_hu: float) -> tuple[Volume, Box, np.ndarray, np.ndarray]:
     lesion = sum(((grids[a] - centre[a]) * spacing[a]) ** 2 for a in range(3)) <= 9.0**2
     slab = (grids[0] >= 34) & (np.abs(grids[1] - 24) <= 6) & (np.abs(grids[2] - 8) <= 3) & ~lesion
     data = np.where(slab, distractor_hu, np.where(lesion, 60.0, -100.0)) + rng.normal(0, 20, lesion.shape)
-    image = Volume(data.astype(np.float32), _oblique_affine(spacing))
+    image = Volume(data.astype(np.float32), oblique_affine(spacing))
     voxels, margin = np.argwhere(lesion), np.ceil(5.0 / np.asarray(spacing)).astype(int)
     box = box_from_voxels([*(voxels.min(0) - margin), *(voxels.max(0) + margin)], image)
     assert slab[box.slices][-1].any() and (slab & np.roll(lesion, 1, axis=0)).any()  # touches border and lesion
@@ -63,7 +51,7 @@ def test_prior_returns_the_centred_lesion_not_the_brighter_distractor(method: st
     mask = segment_in_box(image, box, method=method, seed=0)  # the prior is the default
     found = mask.data > 0
     assert mask.same_grid(image) and mask.metadata["box_prior"] is True
-    assert _dice(found, lesion) >= MIN_DICE
+    assert dice(found, lesion) >= MIN_DICE
     assert np.count_nonzero(found & slab) < 0.05 * np.count_nonzero(slab)
 
 
@@ -72,7 +60,7 @@ def test_plain_clustering_keeps_the_distractor(method: str) -> None:
     image, box, lesion, slab = _scene(250.0)
     found = segment_in_box(image, box, method=method, seed=0, prior=False).data > 0
     assert np.count_nonzero(found & slab) > 0.5 * np.count_nonzero(slab)  # measured 0.62
-    assert _dice(found, lesion) < MIN_DICE
+    assert dice(found, lesion) < MIN_DICE
 
 
 def test_a_mask_filling_the_box_is_flagged(caplog: pytest.LogCaptureFixture) -> None:
@@ -88,7 +76,7 @@ def test_a_mask_filling_the_box_is_flagged(caplog: pytest.LogCaptureFixture) -> 
         with_prior = segment_in_box(image, box, method="otsu", case_id="case-7")
     assert with_prior.metadata["fills_box"] is False and with_prior.metadata["box_fraction"] < 0.2
     assert not caplog.text
-    assert _dice(with_prior.data > 0, lesion) >= MIN_DICE
+    assert dice(with_prior.data > 0, lesion) >= MIN_DICE
 
 
 def test_prior_on_a_sarcoma_ct(test_data: Path) -> None:
@@ -100,7 +88,7 @@ def test_prior_on_a_sarcoma_ct(test_data: Path) -> None:
     voxels = np.argwhere(truth)
     box = box_from_voxels([*(voxels.min(0) - margin), *(voxels.max(0) + margin)], image)
     mask = segment_in_box(image, box, method="otsu", seed=0)
-    assert _dice(mask.data > 0, truth) >= 0.75 and mask.metadata["fills_box"] is False
+    assert dice(mask.data > 0, truth) >= 0.75 and mask.metadata["fills_box"] is False
 
 
 def test_prior_keeps_a_clean_lesion_whole_in_any_units() -> None:
@@ -110,6 +98,6 @@ def test_prior_keeps_a_clean_lesion_whole_in_any_units() -> None:
     image, box, lesion, _ = _scene(-100.0)  # the 'slab' is plain fat
     plain = segment_in_box(image, box, method="otsu", prior=False).data > 0
     with_prior = segment_in_box(image, box, method="otsu").data > 0
-    assert not (with_prior & ~plain).any() and _dice(with_prior, lesion) >= 0.98
+    assert not (with_prior & ~plain).any() and dice(with_prior, lesion) >= 0.98
     scaled = segment_in_box(image.with_data(image.data * 0.01 + 3.0), box, method="otsu").data > 0
     assert np.array_equal(scaled, with_prior)

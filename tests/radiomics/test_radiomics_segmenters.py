@@ -11,7 +11,6 @@ the box border. The phantom tests of the prior itself are in test_box_prior.py.
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +20,12 @@ from medxai.errors import ConfigError, InvalidInputError
 from medxai.io.readers import read_mask, read_volume
 from medxai.radiomics.boxes import box_from_mm, box_from_seed, box_from_voxels
 from medxai.radiomics.segmenters import CLUSTERING, SEGMENTERS, segment_in_box
+from medxai.segmentation.overlap import dice
+from medxai.testing.grids import oblique_affine
 from medxai.volume import Volume
 
 KNN_MIN_DICE = {"STS_001": 0.6, "STS_002": 0.75, "STS_003": 0.6}
 PRIOR_MIN_DICE = {"STS_001": 0.72, "STS_002": 0.8, "STS_003": 0.82}  # clustering + prior, measured 0.76 / 0.84 / 0.87
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
-
-
-def _oblique_affine(spacing: tuple[float, float, float]) -> np.ndarray:
-    angle = 0.4
-    rotation = np.array([[math.cos(angle), -math.sin(angle), 0], [math.sin(angle), math.cos(angle), 0], [0, 0, 1]])
-    affine = np.eye(4)
-    affine[:3, :3] = rotation @ np.diag(spacing) @ np.diag([1.0, -1.0, 1.0])
-    affine[:3, 3] = (12.0, -30.0, 55.0)
-    return affine
 
 
 def _nodule_scene(seed: int = 0) -> tuple[Volume, np.ndarray, np.ndarray]:
@@ -50,7 +38,7 @@ def _nodule_scene(seed: int = 0) -> tuple[Volume, np.ndarray, np.ndarray]:
     nodule = sum(((grids[a] - centre[a]) * spacing[a]) ** 2 for a in range(3)) <= 6.0**2
     other = sum(((grids[a] - c) * spacing[a]) ** 2 for a, c in enumerate((48.0, 33.0, 11.0))) <= 3.0**2
     data = np.where(nodule | other, 40.0, -850.0) + rng.normal(0, 60, shape)
-    return Volume(data.astype(np.float32), _oblique_affine(spacing)), nodule, centre
+    return Volume(data.astype(np.float32), oblique_affine(spacing)), nodule, centre
 
 
 @pytest.mark.parametrize("method", SEGMENTERS)
@@ -61,7 +49,7 @@ def test_segmenters_find_the_nodule_at_the_box_centre(method: str) -> None:
     assert mask.same_grid(image) and mask.data.dtype == np.uint8
     # k-NN's local-mean feature widens the boundary by about a voxel on a clean nodule (measured 0.81),
     # the price of its robustness on real tumours (see the sarcoma figures above).
-    assert _dice(mask.data > 0, nodule) > (0.75 if method == "knn" else 0.9)
+    assert dice(mask.data > 0, nodule) > (0.75 if method == "knn" else 0.9)
     assert not mask.data[46:51, 31:36, 10:13].any()  # the other blob is a separate component: dropped
 
 
@@ -74,17 +62,17 @@ def test_small_nodule_in_a_loose_box(method: str) -> None:
     grids = np.indices((48, 48, 18), dtype=np.float64)
     nodule = sum(((grids[a] - c) * spacing[a]) ** 2 for a, c in enumerate((24.0, 24.0, 9.0))) <= 3.0**2
     image = Volume((np.where(nodule, 40.0, -850.0) + rng.normal(0, 60, nodule.shape)).astype(np.float32),
-                   _oblique_affine(spacing))
+                   oblique_affine(spacing))
     voxels, margin = np.argwhere(nodule), np.ceil(5.0 / np.asarray(spacing)).astype(int)
     box = box_from_voxels([*(voxels.min(0) - margin), *(voxels.max(0) + margin)], image)
-    assert _dice(segment_in_box(image, box, method=method, seed=0).data > 0, nodule) > 0.9  # was 0.04 (inverted)
+    assert dice(segment_in_box(image, box, method=method, seed=0).data > 0, nodule) > 0.9  # was 0.04 (inverted)
 
 
 def test_dark_lesion_in_bright_tissue() -> None:
     image, nodule, _ = _nodule_scene(1)
     inverted = image.with_data(-image.data)
     mask = segment_in_box(inverted, box_from_voxels("18,21,5,42,45,17", inverted), method="otsu")
-    assert _dice(mask.data > 0, nodule) > 0.9
+    assert dice(mask.data > 0, nodule) > 0.9
 
 
 def test_seed_and_mm_boxes_on_an_oblique_grid() -> None:
@@ -94,7 +82,7 @@ def test_seed_and_mm_boxes_on_an_oblique_grid() -> None:
     assert np.allclose(box.anchor, centre, atol=1e-6)
     assert box.lo[2] == int(np.floor(11 - 9.0 / 2.0 + 0.5)) and box.hi[0] == int(np.floor(30 + 9.0 / 0.8 + 0.5))
     mask = segment_in_box(image, box, method="kmeans")
-    assert _dice(mask.data > 0, nodule) > 0.9
+    assert dice(mask.data > 0, nodule) > 0.9
     corners = image.index_to_world(np.array([[20, 22, 6], [40, 44, 16]]))
     mm_box = box_from_mm(corners.ravel().tolist(), image)
     assert all(lo <= c <= hi for lo, hi, c in zip(mm_box.lo, mm_box.hi, centre))
@@ -123,24 +111,24 @@ def test_segmentation_is_reproducible() -> None:
         assert np.array_equal(first, segment_in_box(image, box, method=method, seed=7).data)
 
 
-def _sts_dice(test_data: Path, case: str, method: str) -> float:
+def _stsdice(test_data: Path, case: str, method: str) -> float:
     folder = test_data / "ibsi_sts" / "nifti" / case
     image = read_volume(folder / "CT_image.nii.gz")
     truth = read_mask(folder / "CT_mask.nii.gz", image).data > 0
     margin = np.ceil(10.0 / np.asarray(image.spacing)).astype(int)
     voxels = np.argwhere(truth)
     box = box_from_voxels([*(voxels.min(0) - margin), *(voxels.max(0) + margin)], image)
-    return _dice(segment_in_box(image, box, method=method, seed=0).data > 0, truth)
+    return dice(segment_in_box(image, box, method=method, seed=0).data > 0, truth)
 
 
 def test_knn_dice_on_sarcoma_ct(test_data: Path) -> None:
-    assert _sts_dice(test_data, "STS_002", "knn") >= KNN_MIN_DICE["STS_002"]
+    assert _stsdice(test_data, "STS_002", "knn") >= KNN_MIN_DICE["STS_002"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(KNN_MIN_DICE))
 def test_dice_on_sarcoma_ct_all_methods(test_data: Path, case: str) -> None:
-    scores = {method: _sts_dice(test_data, case, method) for method in SEGMENTERS}
+    scores = {method: _stsdice(test_data, case, method) for method in SEGMENTERS}
     assert scores["knn"] >= KNN_MIN_DICE[case]
     assert all(scores[method] >= PRIOR_MIN_DICE[case] for method in CLUSTERING), scores  # plain: 0.29-0.54
 
@@ -163,4 +151,4 @@ def test_boxes_reaching_beyond_the_image(caplog: pytest.LogCaptureFixture) -> No
     with caplog.at_level("WARNING", logger="medxai.radiomics.boxes"):
         seed_box = box_from_seed(",".join(map(str, image.index_to_world(centre)[0])), 40.0, image)  # ball past the edges
     assert seed_box.lo == (0, 0, 0) and not caplog.text  # a seed's ball is expected to pass the image edge
-    assert _dice(segment_in_box(image, box, method="otsu").data > 0, nodule) > 0.9
+    assert dice(segment_in_box(image, box, method="otsu").data > 0, nodule) > 0.9
