@@ -94,13 +94,14 @@ def test_segment_own_map_is_on_the_scan_grid_and_finds_the_lesion(tmp_path):
     assert result.diagnostics["window_combination"].startswith("each window's own class map")
 
 
-def test_segment_command_writes_a_mask_on_the_scan_grid(tmp_path):
+def test_segment_command_writes_a_mask_on_the_scan_grid(tmp_path, cli):
+    """Through the real command, with the window options overriding the record."""
     from medxai.io.readers import read_volume
-    from medxai.segmentation.segment import SegmentSettings, collect_inputs, segment_scans
 
     volume, lesion = _phantom()
     scan = write_nifti(volume, tmp_path / "scan.nii.gz", dtype=np.float32)
-    segment_scans(_save(tmp_path), collect_inputs([scan]), tmp_path / "out", settings=SegmentSettings())
+    result = cli("segment", _save(tmp_path), scan, "-o", tmp_path / "out", "--overlap", "0.5", "--sw-batch-size", "2")
+    assert result.exit_code == 0, result.stderr
     mask = read_volume(tmp_path / "out" / "scan" / "mask.nii.gz")
     assert mask.shape == volume.shape
     np.testing.assert_allclose(mask.affine, volume.affine, atol=1e-4)
@@ -109,7 +110,28 @@ def test_segment_command_writes_a_mask_on_the_scan_grid(tmp_path):
     assert dice > 0.7
     record = json.loads((tmp_path / "out" / "scan" / "segmentation.json").read_text())
     assert record["predicted"] == "lesion"
-    assert "max over windows" in record["diagnostics"]["sliding_window"]["scan_score"]
+    windows = record["diagnostics"]["sliding_window"]
+    assert "max over windows" in windows["scan_score"]
+    assert windows["overlap"] == 0.5 and windows["sw_batch_size"] == 2
+
+
+def test_explain_and_predict_commands_run_whole_scans_by_windows(tmp_path, cli):
+    from medxai.io.readers import read_volume
+
+    volume, lesion = _phantom()
+    scan = write_nifti(volume, tmp_path / "scan.nii.gz", dtype=np.float32)
+    model = _save(tmp_path)
+    explained = cli("explain", model, scan, "-o", tmp_path / "maps", "-m", "input_x_gradient", "--blend", "constant")
+    assert explained.exit_code == 0, explained.stderr
+    heatmap = read_volume(tmp_path / "maps" / "scan" / "input_x_gradient.nii.gz")
+    assert heatmap.shape == volume.shape
+    np.testing.assert_allclose(heatmap.affine, volume.affine, atol=1e-4)
+    assert lesion[np.unravel_index(np.argmax(heatmap.data), volume.shape)]
+    record = json.loads((tmp_path / "maps" / "scan" / "explanations.json").read_text())
+    assert record["sliding_window"]["blend"] == "constant"
+    predicted = cli("predict", model, scan)
+    assert predicted.exit_code == 0, predicted.stderr
+    assert predicted.stdout.splitlines()[1].split(",")[1] == "lesion"
 
 
 def test_explain_maps_are_on_the_scan_grid_and_point_at_the_lesion(tmp_path):
