@@ -220,3 +220,29 @@ def test_a_threshold_that_keeps_the_whole_volume_is_reported_as_failed(cli, mode
     assert "oblique_case: segmentation failed" in result.stderr
     with open(out / "segmentation_scores.csv", newline="") as handle:
         assert [row["status"] for row in csv.DictReader(handle)] == ["failed"]
+
+
+def test_a_saved_threshold_is_the_next_runs_default(cli, models, tmp_path: Path) -> None:
+    """segment --sweep --save-threshold keeps the chosen rule with the model; a later segment without --threshold
+    uses it (and says so), an explicit --threshold still wins, and other weights refuse the record."""
+    import shutil
+
+    model = Path(shutil.copytree(models["gp"], tmp_path / "gp"))  # the module's model stays without a record
+    grid = "percentile:80,percentile:97,fixed:0.9"
+    swept = cli("segment", model, models["labels"], "-o", tmp_path / "val", "--sweep", "--sweep-grid", grid,
+                "--save-threshold", "--target", "lesion", "--refine", "none", "--json")
+    assert swept.exit_code == 0, swept.stderr
+    chosen = json.loads((tmp_path / "val" / "sweep.json").read_text())["chosen"]
+    assert json.loads((model / "threshold.json").read_text())["methods"]["own"]["rule"] == chosen
+    image, _ = _oblique_lesion_case(tmp_path)
+    later = cli("segment", model, image, "-o", tmp_path / "later", "--target", "lesion")
+    assert later.exit_code == 0, later.stderr
+    record = json.loads((tmp_path / "later" / "oblique_case" / "segmentation.json").read_text())
+    assert record["threshold"]["rule"] == chosen and record["threshold"]["chosen_by"] == "model threshold.json"
+    given = cli("segment", model, image, "-o", tmp_path / "given", "--target", "lesion", "--threshold", "otsu")
+    record = json.loads((tmp_path / "given" / "oblique_case" / "segmentation.json").read_text())
+    assert given.exit_code == 0 and record["threshold"]["rule"] == "otsu"
+    other = Path(shutil.copytree(models["plain"], tmp_path / "plain"))
+    shutil.copy(model / "threshold.json", other / "threshold.json")
+    refused = cli("segment", other, image, "-o", tmp_path / "other", "--method", "saliency", "--target", "lesion")
+    assert refused.exit_code == 4 and "threshold.json" in refused.stderr
