@@ -41,13 +41,17 @@ ScanInput = str | Path | Volume  # a scan channel: a path to read, or a volume a
 @dataclass(frozen=True, eq=False)
 class CaseExplanation:
     """Heatmaps of one case on its native grid (``method -> Volume``), the model-grid maps, the record
-    (``explanations.json``) and the methods that failed with their one-line reason."""
+    (``explanations.json``) and the methods that failed with their one-line reason; ``model_input`` and
+    ``model_affine`` are the prepared model-grid input (1, C, X, Y, Z) the maps were made on and its affine, so
+    scoring these maps does not preprocess the scan again."""
 
     case_id: str
     heatmaps: dict[str, Volume]
     model_maps: dict[str, np.ndarray]
     record: dict[str, Any]
     failed: dict[str, str] = field(default_factory=dict)
+    model_input: torch.Tensor | None = None
+    model_affine: np.ndarray | None = None
 
 
 class HeatmapOutput(nn.Module):
@@ -246,7 +250,8 @@ def explain_case(
             output=output, prediction=prediction, region_kind=region_kind, seed=seed, device=torch_device,
             batch_size=batch_size, options=options, progress=progress, time_budget=time_budget, notice=notice)
         record["target"] = _target_record(target, None, record["methods"], model.classes)
-        return CaseExplanation(case_id=case_id, heatmaps=heatmaps, model_maps=model_maps, record=record, failed=failed)
+        return CaseExplanation(case_id=case_id, heatmaps=heatmaps, model_maps=model_maps, record=record, failed=failed,
+                               model_input=inputs, model_affine=np.asarray(prepared.tensor.affine))
     explained, target_region, roi = network, None, None
     if region is not None and kind == "classification" and hasattr(network, "heatmaps"):
         explained, target_region = HeatmapOutput(network), region
@@ -288,4 +293,4 @@ def explain_case(
         "time_budget": {"budget_s": time_budget, "refused": runs.refused},
     }
     return CaseExplanation(case_id=case_id, heatmaps=runs.heatmaps, model_maps=runs.model_maps, record=record,
-                           failed=runs.failed)
+                           failed=runs.failed, model_input=inputs, model_affine=np.asarray(prepared.tensor.affine))

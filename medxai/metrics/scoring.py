@@ -163,13 +163,18 @@ def prepare_case(model: LoadedModel, volumes: Sequence[Volume], *, target: str =
     """Preprocess ``volumes`` (one per input channel) for ``model``: the prepared input and the model-grid case
     with the class every explanation of it refers to (``predicted`` or a class name) and the class probabilities."""
     prepared = model.preprocessor.prepare(list(volumes))
-    inputs = prepared.tensor.as_tensor()[None].to(model.device)
+    return prepared, model_grid_case(model, prepared.tensor.as_tensor()[None], prepared.tensor.affine, target=target)
+
+
+def model_grid_case(model: LoadedModel, inputs: torch.Tensor, affine: Any, *, target: str = "predicted") -> ModelGridCase:
+    """The model-grid case of a prepared input ``(1, C, X, Y, Z)`` with its affine: the class every explanation of
+    it refers to (``predicted`` or a class name) and the class probabilities."""
+    inputs = inputs.to(model.device)
     with torch.no_grad():
         logits = model.network(inputs)
     index = class_index(model.classes, logits, target)
-    case = ModelGridCase(model.network, inputs, model_grid_spacing(prepared.tensor.affine), index,
+    return ModelGridCase(model.network, inputs, model_grid_spacing(affine), index,
                          extra={"probabilities": torch.softmax(logits.float(), dim=1)[0].tolist()})
-    return prepared, case
 
 
 def score_explanation(
@@ -269,10 +274,14 @@ def score_explained(
     progress: ProgressCallback | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`score_explanation` of an explanation already made of ``volumes`` (the pipeline's explain
-    stage's): the heatmaps are scored, not computed again; the class is the one the explanation resolved."""
+    stage's): the heatmaps are scored, not computed again, on the model-grid input they were made on (the scan
+    is not preprocessed again); the class is the one the explanation resolved."""
     resolved = explanation.record["target"]["resolved"] or {}
     class_name = model.classes[resolved["class_index"]] if "class_index" in resolved else explanation.record["target"]["requested"]
-    _, case = prepare_case(model, volumes, target=class_name)
+    if explanation.model_input is not None:  # the input the maps were made on: not preprocessed again
+        case = model_grid_case(model, explanation.model_input, explanation.model_affine, target=class_name)
+    else:
+        _, case = prepare_case(model, volumes, target=class_name)
     return score_explanation(model, explanation, case, mask=mask, seed=seed, settings=settings,
                              method_options=method_options, progress=progress)
 

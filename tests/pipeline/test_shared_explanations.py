@@ -49,19 +49,25 @@ def _run_case(root: Path, out: Path, *, score_seed: int) -> tuple[list[dict[str,
     pipeline = load_pipeline(path)
     case = discover_cases(root / "cohort" / "labels.csv")[0]
     setup = WorkerSetup(model_path=str(root / "model"), model_hash=None, device="cpu", torch_threads=1)
+    from medxai.models.preprocessing import Preprocessor
+
     calls: list[str] = []
-    original = engine.explain_case
+    original, original_prepare = engine.explain_case, Preprocessor.prepare
 
     def counting(*args, **kwargs):
         calls.extend(kwargs["methods"])
         return original(*args, **kwargs)
 
-    engine.explain_case = counting
+    def counting_prepare(self, *args, **kwargs):
+        calls.append("preprocess")
+        return original_prepare(self, *args, **kwargs)
+
+    engine.explain_case, Preprocessor.prepare = counting, counting_prepare
     try:
         result = process_case(CaseJob(case=case, pipeline=pipeline, stages=tuple(s.target for s in active_stages(pipeline)),
                                       out_dir=out, setup=setup))
     finally:
-        engine.explain_case = original
+        engine.explain_case, Preprocessor.prepare = original, original_prepare
     assert result.status == "done", result.error
     with (staging_dir(out, case.case_id) / case.case_id / "scores.csv").open(newline="") as handle:
         return list(csv.DictReader(handle)), calls
@@ -69,10 +75,11 @@ def _run_case(root: Path, out: Path, *, score_seed: int) -> tuple[list[dict[str,
 
 def test_explain_then_score_computes_each_method_once_and_scores_the_same(workspace, tmp_path):
     shared_rows, shared_calls = _run_case(workspace, tmp_path / "shared", score_seed=1)
-    assert sorted(shared_calls) == ["gradcam", "saliency"]  # explain stage only: score reused its heatmaps
+    # explain stage only: score reused its heatmaps and the model-grid input they were made on
+    assert sorted(shared_calls) == ["gradcam", "preprocess", "saliency"]
     # A score seed other than explain's cannot reuse them: scored from scratch, each method computed again.
     fresh_rows, fresh_calls = _run_case(workspace, tmp_path / "fresh", score_seed=2)
-    assert sorted(fresh_calls) == ["gradcam", "gradcam", "saliency", "saliency"]
+    assert sorted(fresh_calls) == ["gradcam", "gradcam", "preprocess", "preprocess", "saliency", "saliency"]
     assert [row["method"] for row in shared_rows] == ["saliency", "gradcam"]
     for shared, fresh in zip(shared_rows, fresh_rows):  # deterministic methods: the maps scored are the same
         assert shared["infidelity"] and shared["deletion_auc"] == fresh["deletion_auc"]
